@@ -1,0 +1,292 @@
+//! Commands: one received message (frame or line) → a typed [`Command`].
+//!
+//! Verbs are case-sensitive and separated from their arguments by one space. Aliases from the
+//! different seeds parse to the same variant. Anything that is not a known verb is
+//! [`Command::Unknown`]; a known verb with bad arguments is a [`ParseError`] that says what
+//! is wrong and how many follow-up messages (a COMPOSE text, a POST subject and body) the
+//! client will still send, so the receiver can skip them and stay in step.
+
+use thiserror::Error;
+
+use crate::frame::DEFAULT_MAX_MESSAGE;
+use crate::text::{Name, NameError, Sender, SenderError, Text, TextError};
+
+/// One request from a client on the chat port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `NAME <name>` / `JOIN <name>`: take a name for this connection.
+    Join(Name<'a>),
+    /// `LIST` / `GETNAMES`: who is connected.
+    List,
+    /// `MSG <name> <text>` / `MESG <name> <text>`: a direct message.
+    Msg {
+        /// Recipient.
+        to: Name<'a>,
+        /// The message.
+        text: Text<'a>,
+    },
+    /// `BCST <text>`: to every other named client.
+    Bcst(Text<'a>),
+    /// `EXIT` / `QUIT`: leave.
+    Quit,
+    /// `LOGIN <name>`: take a name and open its mailbox.
+    Login(Name<'a>),
+    /// `COMPOSE <name>`: the next message is the text to leave in that mailbox.
+    Compose(Name<'a>),
+    /// `READ`: take the oldest stored message.
+    Read,
+    /// `REGISTER <machine>`: register this connection's machine (seed 000).
+    Register(Name<'a>),
+    /// `DEREGISTER`: remove this connection's machine from the registry.
+    Deregister,
+    /// `POST <user@machine>`: a structured broadcast; the next two messages are the subject
+    /// and the body.
+    Post(Sender<'a>),
+    /// `SHUTDOWN`: stop the server (only with `--allow-shutdown`).
+    Shutdown,
+    /// `PING`: the server answers `PONG`.
+    Ping,
+    /// `PONG`: the answer to the server's `* PING`; proves the client is alive.
+    Pong,
+    /// Any other verb.
+    Unknown,
+}
+
+/// What is wrong with the arguments of a known command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum ParseErrorKind {
+    /// Missing or extra arguments; holds the command's syntax.
+    #[error("Usage: {0}")]
+    Usage(&'static str),
+    /// A name argument is invalid.
+    #[error("Invalid Name: {0}")]
+    Name(NameError),
+    /// A text argument is invalid.
+    #[error("Invalid Text: {0}")]
+    Text(TextError),
+    /// The POST sender is not `user@machine`.
+    #[error("Invalid Sender: {0}")]
+    Sender(SenderError),
+}
+
+/// A known command with bad arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("{kind}")]
+pub struct ParseError {
+    /// What is wrong, rendered as the reply the client gets.
+    pub kind: ParseErrorKind,
+    /// How many more messages belong to this command (1 after COMPOSE, 2 after POST).
+    pub followups: u8,
+}
+
+/// The syntax of each command, as shown in `Usage:` replies and the client's help.
+pub fn syntax(verb: &str) -> Option<&'static str> {
+    Some(match verb {
+        "NAME" => "NAME <name>",
+        "JOIN" => "JOIN <name>",
+        "LIST" => "LIST",
+        "GETNAMES" => "GETNAMES",
+        "MSG" => "MSG <name> <text>",
+        "MESG" => "MESG <name> <text>",
+        "BCST" => "BCST <text>",
+        "EXIT" => "EXIT",
+        "QUIT" => "QUIT",
+        "LOGIN" => "LOGIN <name>",
+        "COMPOSE" => "COMPOSE <name>, then the text as the next line",
+        "READ" => "READ",
+        "REGISTER" => "REGISTER <machine>",
+        "DEREGISTER" => "DEREGISTER",
+        "POST" => "POST <user@machine>, then a subject line and a body line",
+        "SHUTDOWN" => "SHUTDOWN",
+        "PING" => "PING",
+        "PONG" => "PONG",
+        _ => return None,
+    })
+}
+
+impl<'a> Command<'a> {
+    /// Parses one message's text (already checked to be printable).
+    pub fn parse(line: &'a str) -> Result<Command<'a>, ParseError> {
+        let (verb, args) = match line.split_once(' ') {
+            Some((verb, args)) => (verb, Some(args)),
+            None => (line, None),
+        };
+        let Some(usage) = syntax(verb) else {
+            return Ok(Command::Unknown);
+        };
+        let followups = match verb {
+            "COMPOSE" => 1,
+            "POST" => 2,
+            _ => 0,
+        };
+        let fail = |kind| ParseError { kind, followups };
+        let name = |args: Option<&'a str>| -> Result<Name<'a>, ParseError> {
+            let args = args.ok_or(fail(ParseErrorKind::Usage(usage)))?;
+            Name::new(args).map_err(|e| fail(ParseErrorKind::Name(e)))
+        };
+        let text = |s: &'a str| {
+            Text::non_empty(s, DEFAULT_MAX_MESSAGE).map_err(|e| match e {
+                TextError::Empty => fail(ParseErrorKind::Usage(usage)),
+                e => fail(ParseErrorKind::Text(e)),
+            })
+        };
+        let bare = |cmd: Command<'a>| match args {
+            None => Ok(cmd),
+            Some(_) => Err(fail(ParseErrorKind::Usage(usage))),
+        };
+        match verb {
+            "NAME" | "JOIN" => Ok(Command::Join(name(args)?)),
+            "LOGIN" => Ok(Command::Login(name(args)?)),
+            "COMPOSE" => Ok(Command::Compose(name(args)?)),
+            "REGISTER" => Ok(Command::Register(name(args)?)),
+            "MSG" | "MESG" => {
+                let (to, body) = args
+                    .and_then(|a| a.split_once(' '))
+                    .ok_or(fail(ParseErrorKind::Usage(usage)))?;
+                let to = Name::new(to).map_err(|e| fail(ParseErrorKind::Name(e)))?;
+                Ok(Command::Msg {
+                    to,
+                    text: text(body)?,
+                })
+            }
+            "BCST" => Ok(Command::Bcst(text(args.unwrap_or(""))?)),
+            "POST" => {
+                let args = args.ok_or(fail(ParseErrorKind::Usage(usage)))?;
+                Sender::parse(args)
+                    .map(Command::Post)
+                    .map_err(|e| fail(ParseErrorKind::Sender(e)))
+            }
+            "LIST" | "GETNAMES" => bare(Command::List),
+            "EXIT" | "QUIT" => bare(Command::Quit),
+            "READ" => bare(Command::Read),
+            "DEREGISTER" => bare(Command::Deregister),
+            "SHUTDOWN" => bare(Command::Shutdown),
+            "PING" => bare(Command::Ping),
+            "PONG" => bare(Command::Pong),
+            _ => Ok(Command::Unknown),
+        }
+    }
+
+    /// Whether the command needs the connection to have taken a name first.
+    pub fn needs_name(&self) -> bool {
+        matches!(
+            self,
+            Command::List
+                | Command::Msg { .. }
+                | Command::Bcst(_)
+                | Command::Compose(_)
+                | Command::Read
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Name<'_> {
+        Name::new(s).unwrap()
+    }
+
+    #[test]
+    fn aliases() {
+        assert_eq!(Command::parse("NAME A"), Ok(Command::Join(name("A"))));
+        assert_eq!(Command::parse("JOIN A"), Ok(Command::Join(name("A"))));
+        assert_eq!(Command::parse("LIST"), Ok(Command::List));
+        assert_eq!(Command::parse("GETNAMES"), Ok(Command::List));
+        assert_eq!(Command::parse("EXIT"), Ok(Command::Quit));
+        assert_eq!(Command::parse("QUIT"), Ok(Command::Quit));
+        for verb in ["MSG", "MESG"] {
+            let line = format!("{verb} B hello  there ");
+            assert_eq!(
+                Command::parse(&line),
+                Ok(Command::Msg {
+                    to: name("B"),
+                    text: Text::new("hello  there ", 100).unwrap()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn case_sensitive_and_unknown() {
+        assert_eq!(Command::parse("join A"), Ok(Command::Unknown));
+        assert_eq!(Command::parse("read"), Ok(Command::Unknown));
+        assert_eq!(Command::parse(""), Ok(Command::Unknown));
+        assert_eq!(Command::parse("HELLO"), Ok(Command::Unknown));
+        assert_eq!(Command::parse(" LIST"), Ok(Command::Unknown));
+    }
+
+    #[test]
+    fn usage_errors() {
+        let usage = |s| ParseErrorKind::Usage(syntax(s).unwrap());
+        assert_eq!(Command::parse("JOIN").unwrap_err().kind, usage("JOIN"));
+        assert_eq!(Command::parse("MSG A").unwrap_err().kind, usage("MSG"));
+        assert_eq!(Command::parse("MSG A ").unwrap_err().kind, usage("MSG"));
+        assert_eq!(Command::parse("BCST").unwrap_err().kind, usage("BCST"));
+        assert_eq!(Command::parse("LIST all").unwrap_err().kind, usage("LIST"));
+        assert_eq!(Command::parse("QUIT now").unwrap_err().kind, usage("QUIT"));
+        let e = Command::parse("COMPOSE").unwrap_err();
+        assert_eq!((e.kind, e.followups), (usage("COMPOSE"), 1));
+        let e = Command::parse("POST joe").unwrap_err();
+        assert_eq!(
+            (e.kind, e.followups),
+            (ParseErrorKind::Sender(SenderError::NoAt), 2)
+        );
+    }
+
+    #[test]
+    fn bad_names() {
+        assert_eq!(
+            Command::parse("LOGIN my username contains the space character")
+                .unwrap_err()
+                .kind,
+            ParseErrorKind::Name(NameError::Space)
+        );
+        assert_eq!(
+            Command::parse("MSG b@d hi").unwrap_err().kind,
+            ParseErrorKind::Name(NameError::BadChar('@'))
+        );
+        assert_eq!(
+            Command::parse("JOIN A ").unwrap_err().kind,
+            ParseErrorKind::Name(NameError::Space)
+        );
+    }
+
+    #[test]
+    fn mailbox_and_machines() {
+        assert_eq!(Command::parse("LOGIN bob"), Ok(Command::Login(name("bob"))));
+        assert_eq!(
+            Command::parse("COMPOSE alice"),
+            Ok(Command::Compose(name("alice")))
+        );
+        assert_eq!(Command::parse("READ"), Ok(Command::Read));
+        assert_eq!(
+            Command::parse("REGISTER camelot"),
+            Ok(Command::Register(name("camelot")))
+        );
+        assert_eq!(Command::parse("DEREGISTER"), Ok(Command::Deregister));
+        assert_eq!(
+            Command::parse("POST joe@merlin"),
+            Ok(Command::Post(Sender::parse("joe@merlin").unwrap()))
+        );
+        assert_eq!(Command::parse("SHUTDOWN"), Ok(Command::Shutdown));
+    }
+
+    #[test]
+    fn needs_name() {
+        for line in ["LIST", "MSG A x", "BCST x", "COMPOSE a", "READ"] {
+            assert!(Command::parse(line).unwrap().needs_name(), "{line}");
+        }
+        for line in ["JOIN A", "LOGIN a", "QUIT", "REGISTER m", "POST a@m", "PING"] {
+            assert!(!Command::parse(line).unwrap().needs_name(), "{line}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(line in "\\PC{0,80}") {
+            let _ = Command::parse(&line);
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Everything the server sends: replies to a client's own commands and unsolicited events.
+//!
+//! The server core produces these values; a connection renders them in its framing. The exact
+//! words are the contract written down in `PROTOCOL.md`: seed texts are kept verbatim
+//! (`HELLO A`, `B SENT HELLO`, `Too Many Users`, `MESSAGE SENT`, `READ ERROR`...).
+//! Unsolicited server notices start with `* `, which no name can, so a client can always tell
+//! them from a message sent by a user.
+
+use std::fmt;
+
+use crate::command::ParseErrorKind;
+use crate::frame::{put_message, Framing};
+use crate::text::{Name, Sender, Text, TextError};
+
+/// One server message, possibly several lines long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply<'a> {
+    /// `HELLO <name>`: the name is yours.
+    Hello(&'a Name<'a>),
+    /// `Name Taken: <name> is already in use`.
+    NameTaken(&'a Name<'a>),
+    /// `Too Many Users`: every slot is taken; the server then closes the connection.
+    TooManyUsers,
+    /// `Already Joined: you are <name>`: a second JOIN changes nothing.
+    AlreadyJoined(&'a Name<'a>),
+    /// `Unregistered User: send JOIN <name> first`.
+    Unregistered,
+    /// `Unknown Recipient`.
+    UnknownRecipient,
+    /// `Unknown Message`.
+    UnknownMessage,
+    /// A known command with bad arguments (`Usage: ...`, `Invalid Name: ...`, ...).
+    BadCommand(ParseErrorKind),
+    /// `Invalid Text: ...`: the message was not printable UTF-8.
+    InvalidText(TextError),
+    /// `BYE`: the answer to EXIT/QUIT, just before the server closes.
+    Bye,
+    /// `USERS <n>` then the n names, one per line.
+    Users(&'a [Name<'static>]),
+    /// `PONG`.
+    Pong,
+    /// The number of stored messages, as a bare decimal (the answer to LOGIN).
+    MailCount(usize),
+    /// `MESSAGE SENT`: stored durably.
+    MessageSent,
+    /// `MESSAGE FAILED`: the mailbox is full (or could not be written).
+    MessageFailed,
+    /// The oldest stored message: the sender's name, then the text.
+    Mail {
+        /// Who left it.
+        from: &'a str,
+        /// What it says.
+        text: &'a str,
+    },
+    /// `READ ERROR`: no stored message.
+    ReadError,
+    /// `REGISTERED <machine>`.
+    Registered(&'a Name<'a>),
+    /// `ALREADY REGISTERED <machine>`: it was registered before (this connection now speaks
+    /// for it).
+    AlreadyRegistered(&'a Name<'a>),
+    /// `ALREADY REGISTERED <machine> (in use by another connection)`.
+    MachineInUse(&'a Name<'a>),
+    /// `ALREADY REGISTERED AS <machine>`: this connection speaks for another machine.
+    RegisteredAs(&'a Name<'a>),
+    /// `DEREGISTERED <machine>`.
+    Deregistered(&'a Name<'a>),
+    /// `Not Registered: send REGISTER <machine> first`.
+    NotRegistered,
+    /// `Sender Mismatch: this connection is registered as <machine>`.
+    SenderMismatch(&'a Name<'a>),
+    /// `Invalid Subject: ...`.
+    InvalidSubject(TextError),
+    /// `Invalid Body: ...`.
+    InvalidBody(TextError),
+    /// `POSTED <n>`: the structured broadcast reached n machines.
+    Posted(usize),
+    /// `Shutdown Refused: the server was started without --allow-shutdown`.
+    ShutdownRefused,
+    /// `<from> SENT <text>`: a direct message (seed 003's `B SENT HELLO`).
+    Sent {
+        /// Sender's name.
+        from: &'a str,
+        /// The message.
+        text: &'a Text<'a>,
+    },
+    /// `<from> BCST <text>`: a broadcast.
+    Bcst {
+        /// Sender's name.
+        from: &'a str,
+        /// The message.
+        text: &'a Text<'a>,
+    },
+    /// `* <name> joined`.
+    Joined(&'a str),
+    /// `* <name> left`.
+    Left(&'a str),
+    /// `* POST <user@machine>`, then the subject line, then the body line.
+    Post {
+        /// Claimed and verified sender.
+        sender: &'a Sender<'a>,
+        /// Subject (1 to 80 characters).
+        subject: &'a Text<'a>,
+        /// Body (1 to 512 characters).
+        body: &'a Text<'a>,
+    },
+    /// `* PING`: answer with `PONG` or be disconnected as dead.
+    Ping,
+    /// `* QUIT <reason>`: the server is shutting down; the client should exit.
+    Quit(&'a str),
+    /// `* ERROR <reason>`: the server is closing this connection, and why.
+    Error(&'a str),
+}
+
+/// The instruction in `Unregistered User` replies.
+pub const UNREGISTERED: &str = "Unregistered User: send JOIN <name> first";
+
+impl Reply<'_> {
+    /// Appends the reply to `out`, one message per line, in `framing`.
+    pub fn render(&self, framing: Framing, out: &mut Vec<u8>) {
+        let mut put = |args: fmt::Arguments<'_>| put_message(framing, out, args);
+        match self {
+            Reply::Hello(n) => put(format_args!("HELLO {n}")),
+            Reply::NameTaken(n) => put(format_args!("Name Taken: {n} is already in use")),
+            Reply::TooManyUsers => put(format_args!("Too Many Users")),
+            Reply::AlreadyJoined(n) => put(format_args!("Already Joined: you are {n}")),
+            Reply::Unregistered => put(format_args!("{UNREGISTERED}")),
+            Reply::UnknownRecipient => put(format_args!("Unknown Recipient")),
+            Reply::UnknownMessage => put(format_args!("Unknown Message")),
+            Reply::BadCommand(kind) => put(format_args!("{kind}")),
+            Reply::InvalidText(e) => put(format_args!("Invalid Text: {e}")),
+            Reply::Bye => put(format_args!("BYE")),
+            Reply::Users(names) => {
+                put(format_args!("USERS {}", names.len()));
+                for n in names.iter() {
+                    put(format_args!("{n}"));
+                }
+            }
+            Reply::Pong => put(format_args!("PONG")),
+            Reply::MailCount(n) => put(format_args!("{n}")),
+            Reply::MessageSent => put(format_args!("MESSAGE SENT")),
+            Reply::MessageFailed => put(format_args!("MESSAGE FAILED")),
+            Reply::Mail { from, text } => {
+                put(format_args!("{from}"));
+                put(format_args!("{text}"));
+            }
+            Reply::ReadError => put(format_args!("READ ERROR")),
+            Reply::Registered(m) => put(format_args!("REGISTERED {m}")),
+            Reply::AlreadyRegistered(m) => put(format_args!("ALREADY REGISTERED {m}")),
+            Reply::MachineInUse(m) => put(format_args!(
+                "ALREADY REGISTERED {m} (in use by another connection)"
+            )),
+            Reply::RegisteredAs(m) => put(format_args!("ALREADY REGISTERED AS {m}")),
+            Reply::Deregistered(m) => put(format_args!("DEREGISTERED {m}")),
+            Reply::NotRegistered => {
+                put(format_args!("Not Registered: send REGISTER <machine> first"))
+            }
+            Reply::SenderMismatch(m) => put(format_args!(
+                "Sender Mismatch: this connection is registered as {m}"
+            )),
+            Reply::InvalidSubject(e) => put(format_args!("Invalid Subject: {e}")),
+            Reply::InvalidBody(e) => put(format_args!("Invalid Body: {e}")),
+            Reply::Posted(n) => put(format_args!("POSTED {n}")),
+            Reply::ShutdownRefused => put(format_args!(
+                "Shutdown Refused: the server was started without --allow-shutdown"
+            )),
+            Reply::Sent { from, text } => put(format_args!("{from} SENT {text}")),
+            Reply::Bcst { from, text } => put(format_args!("{from} BCST {text}")),
+            Reply::Joined(n) => put(format_args!("* {n} joined")),
+            Reply::Left(n) => put(format_args!("* {n} left")),
+            Reply::Post {
+                sender,
+                subject,
+                body,
+            } => {
+                put(format_args!("* POST {sender}"));
+                put(format_args!("{subject}"));
+                put(format_args!("{body}"));
+            }
+            Reply::Ping => put(format_args!("* PING")),
+            Reply::Quit(reason) => put(format_args!("* QUIT {reason}")),
+            Reply::Error(reason) => put(format_args!("* ERROR {reason}")),
+        }
+    }
+
+    /// The reply as lines of text (for logs and tests).
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.render(Framing::Line, &mut out);
+        String::from_utf8_lossy(&out)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::Command;
+
+    #[test]
+    fn seed_texts_verbatim() {
+        let a = Name::new("A").unwrap();
+        let hello = Text::new("HELLO", 10).unwrap();
+        assert_eq!(Reply::Hello(&a).lines(), ["HELLO A"]);
+        assert_eq!(
+            Reply::Sent {
+                from: "B",
+                text: &hello
+            }
+            .lines(),
+            ["B SENT HELLO"]
+        );
+        assert_eq!(Reply::TooManyUsers.lines(), ["Too Many Users"]);
+        assert_eq!(Reply::UnknownRecipient.lines(), ["Unknown Recipient"]);
+        assert_eq!(Reply::UnknownMessage.lines(), ["Unknown Message"]);
+        assert!(Reply::Unregistered.lines()[0].starts_with("Unregistered User"));
+        assert_eq!(Reply::MailCount(0).lines(), ["0"]);
+        assert_eq!(Reply::MessageSent.lines(), ["MESSAGE SENT"]);
+        assert_eq!(Reply::MessageFailed.lines(), ["MESSAGE FAILED"]);
+        assert_eq!(Reply::ReadError.lines(), ["READ ERROR"]);
+        assert_eq!(
+            Reply::Mail {
+                from: "bob",
+                text: "At least you'll talk to me"
+            }
+            .lines(),
+            ["bob", "At least you'll talk to me"]
+        );
+    }
+
+    #[test]
+    fn list_has_count_header() {
+        let names = [
+            Name::new("A").unwrap().into_owned(),
+            Name::new("B").unwrap().into_owned(),
+        ];
+        assert_eq!(Reply::Users(&names).lines(), ["USERS 2", "A", "B"]);
+    }
+
+    #[test]
+    fn framed_rendering_is_one_frame_per_line() {
+        let mut out = Vec::new();
+        Reply::Mail { from: "a", text: "hi" }.render(Framing::Framed, &mut out);
+        assert_eq!(out, [0, 0, 0, 1, b'a', 0, 0, 0, 2, b'h', b'i']);
+    }
+
+    #[test]
+    fn usage_reply() {
+        let e = Command::parse("MSG A").unwrap_err();
+        assert_eq!(
+            Reply::BadCommand(e.kind).lines(),
+            ["Usage: MSG <name> <text>"]
+        );
+    }
+}
