@@ -75,6 +75,8 @@ pub enum Reply<'a> {
     InvalidBody(TextError),
     /// `POSTED <n>`: the structured broadcast reached n machines.
     Posted(usize),
+    /// `Server Error: <detail>`: the server could not do it (a disk error, say).
+    Failed(&'a str),
     /// `Shutdown Refused: the server was started without --allow-shutdown`.
     ShutdownRefused,
     /// `<from> SENT <text>`: a direct message (seed 003's `B SENT HELLO`).
@@ -161,6 +163,7 @@ impl Reply<'_> {
             Reply::InvalidSubject(e) => put(format_args!("Invalid Subject: {e}")),
             Reply::InvalidBody(e) => put(format_args!("Invalid Body: {e}")),
             Reply::Posted(n) => put(format_args!("POSTED {n}")),
+            Reply::Failed(detail) => put(format_args!("Server Error: {detail}")),
             Reply::ShutdownRefused => put(format_args!(
                 "Shutdown Refused: the server was started without --allow-shutdown"
             )),

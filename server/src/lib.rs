@@ -1,1 +1,31 @@
-//! placeholder
+//! The chat server: live chat, store-and-forward mailboxes and a machine registry over TCP.
+//!
+//! Layout, one layer per file:
+//! * [`server`]: listeners and the accept loop; [`run`] is the entry point.
+//! * [`connection`]: one connection's I/O: framing detection, message splitting, idle pings,
+//!   flood control, and the two dialects' loops (chat port, strict mailbox door).
+//! * [`session`]: the chat-port dialect: what each command does for one connection.
+//! * [`hub`]: shared names and connections, and fan-out.
+//! * [`outbox`]: each connection's byte-bounded send queue and its writer.
+//! * [`services`]: mailboxes and machines, shared by both doors.
+//! * [`store`]: the durable mailbox log (group commit); [`registry`]: `registry.txt`.
+//! * [`flood`], [`shutdown`], [`config`], and [`rt`] (the only runtime-specific calls).
+//!
+//! The wire format (frames, commands, replies) lives in the `protocol` crate.
+
+pub mod config;
+pub mod connection;
+pub mod flood;
+pub mod hub;
+pub mod outbox;
+pub mod registry;
+pub mod rt;
+pub mod server;
+pub mod services;
+pub mod session;
+pub mod shutdown;
+pub mod store;
+
+pub use config::Config;
+pub use server::run;
+pub use shutdown::Shutdown;

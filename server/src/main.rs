@@ -1,1 +1,98 @@
-fn main() {}
+//! `chat-server <PORT>`: parses the command line, starts logging, binds, and runs.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use log::{error, info, warn, LevelFilter};
+
+use chat_server::rt::{self, TcpListener};
+use chat_server::{Config, Shutdown};
+
+/// Chat and messaging server: live chat (both framings), mailboxes, machine registry.
+#[derive(Debug, Parser)]
+#[command(name = "chat-server", version)]
+struct Args {
+    /// TCP port for the chat protocol (0 picks a free one).
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Directory for registry.txt and the mailbox log.
+    #[arg(long, default_value = "./chat-data")]
+    data_dir: PathBuf,
+    /// Most names taken at once.
+    #[arg(long, default_value_t = Config::default().max_users)]
+    max_users: usize,
+    /// Most unread messages kept per user.
+    #[arg(long, default_value_t = Config::default().mailbox_cap)]
+    mailbox_cap: usize,
+    /// Also serve the strict seed-001 mailbox protocol on this port.
+    #[arg(long)]
+    mailbox_port: Option<u16>,
+    /// Let a client with a name or a registered machine shut the server down.
+    #[arg(long)]
+    allow_shutdown: bool,
+    /// Commands per second one connection may sustain after its burst (0: no flood control).
+    #[arg(long, default_value_t = Config::default().flood_rate)]
+    flood_rate: u32,
+    /// Commands one connection may send at once before the rate applies.
+    #[arg(long, default_value_t = Config::default().flood_burst)]
+    flood_burst: u32,
+    /// Bytes that may wait to be sent to one client before it is disconnected.
+    #[arg(long, default_value_t = Config::default().send_queue)]
+    send_queue: usize,
+    /// Seconds of silence before a client is pinged (and again before it is dropped).
+    #[arg(long, default_value_t = Config::default().idle_timeout.as_secs())]
+    idle_timeout: u64,
+    /// Most open connections.
+    #[arg(long, default_value_t = Config::default().max_connections)]
+    max_connections: usize,
+    /// Log level: off, error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    log_level: LevelFilter,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    femme::with_level(args.log_level);
+    let config = Config {
+        data_dir: args.data_dir,
+        max_users: args.max_users,
+        mailbox_cap: args.mailbox_cap,
+        allow_shutdown: args.allow_shutdown,
+        flood_rate: args.flood_rate,
+        flood_burst: args.flood_burst,
+        send_queue: args.send_queue,
+        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        max_connections: args.max_connections,
+        ..Config::default()
+    };
+    let shutdown = Shutdown::new();
+    let on_signal = shutdown.clone();
+    if let Err(e) = ctrlc::set_handler(move || on_signal.trigger()) {
+        warn!("cannot catch Ctrl-C/SIGTERM: {e}");
+    }
+    let result = rt::block_on(async {
+        let chat = TcpListener::bind((args.bind, args.port)).await?;
+        info!("chat port listening on {}", chat.local_addr()?);
+        let mailbox = match args.mailbox_port {
+            Some(port) => {
+                let listener = TcpListener::bind((args.bind, port)).await?;
+                info!("mailbox port listening on {}", listener.local_addr()?);
+                Some(listener)
+            }
+            None => None,
+        };
+        chat_server::run(chat, mailbox, config, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

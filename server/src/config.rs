@@ -1,0 +1,46 @@
+//! Server settings, filled from the command line by the binary or directly by tests.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the server needs to know besides its listening sockets.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the registry file and the mailbox log live.
+    pub data_dir: PathBuf,
+    /// Most names taken at once (`Too Many Users` past it).
+    pub max_users: usize,
+    /// Most unread messages kept per mailbox (`MESSAGE FAILED` past it).
+    pub mailbox_cap: usize,
+    /// Whether SHUTDOWN from a client stops the server.
+    pub allow_shutdown: bool,
+    /// Messages per second one connection may sustain; 0 turns flood control off.
+    pub flood_rate: u32,
+    /// Messages one connection may send at once before the rate applies.
+    pub flood_burst: u32,
+    /// Most bytes waiting to be sent to one client before it is evicted.
+    pub send_queue: usize,
+    /// Silence after which a client is pinged, and again after which it is dropped.
+    pub idle_timeout: Duration,
+    /// Most open connections; more are refused with a notice.
+    pub max_connections: usize,
+    /// Largest message payload in bytes.
+    pub max_message: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("chat-data"),
+            max_users: 10,
+            mailbox_cap: 1000,
+            allow_shutdown: false,
+            flood_rate: 100,
+            flood_burst: 200,
+            send_queue: 1 << 20,
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 16_384,
+            max_message: protocol::DEFAULT_MAX_MESSAGE,
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Flood control: a token bucket per connection, with the clock passed in so tests can
+//! drive it.
+//!
+//! Every received message takes a token; tokens refill at `rate` per second up to `burst`.
+//! A connection that runs dry is slowed: the server stops reading from it until its debt is
+//! repaid, so TCP pushes back on the sender. One that stays over the rate for
+//! [`GRACE_SECS`] seconds straight (every message had to wait) is disconnected.
+
+use std::time::{Duration, Instant};
+
+/// Seconds of sustained flooding tolerated before disconnecting.
+pub const GRACE_SECS: u32 = 10;
+
+/// What to do with the message that just arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Handle it now.
+    Go,
+    /// Handle it after this pause.
+    Wait(Duration),
+    /// Too much for too long: disconnect.
+    Disconnect,
+}
+
+/// One connection's bucket.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    /// Tokens added per second.
+    rate: f64,
+    /// Most tokens the bucket holds.
+    burst: f64,
+    /// Tokens now (negative: debt the connection is waiting out).
+    tokens: f64,
+    /// When `tokens` was last brought up to date.
+    last: Instant,
+    /// Messages in a row that had to wait.
+    streak: u64,
+    /// Streak length that means sustained flooding.
+    limit: u64,
+}
+
+impl TokenBucket {
+    /// A full bucket; `None` when `rate` is 0 (flood control off).
+    pub fn new(rate: u32, burst: u32, now: Instant) -> Option<TokenBucket> {
+        if rate == 0 {
+            return None;
+        }
+        let burst = f64::from(burst.max(1));
+        Some(TokenBucket {
+            rate: f64::from(rate),
+            burst,
+            tokens: burst,
+            last: now,
+            streak: 0,
+            limit: u64::from(rate) * u64::from(GRACE_SECS),
+        })
+    }
+
+    /// Charges one message arriving at `now`.
+    pub fn take(&mut self, now: Instant) -> Verdict {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - 1.0;
+        if self.tokens >= 0.0 {
+            self.streak = 0;
+            return Verdict::Go;
+        }
+        self.streak += 1;
+        if self.streak > self.limit {
+            Verdict::Disconnect
+        } else {
+            Verdict::Wait(Duration::from_secs_f64(-self.tokens / self.rate))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_when_rate_is_zero() {
+        assert!(TokenBucket::new(0, 10, Instant::now()).is_none());
+    }
+
+    #[test]
+    fn burst_then_slowed_then_disconnected() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10, 5, t0).unwrap();
+        for _ in 0..5 {
+            assert_eq!(b.take(t0), Verdict::Go);
+        }
+        // Out of tokens: wait one token's time.
+        let Verdict::Wait(w) = b.take(t0) else {
+            panic!("expected a wait")
+        };
+        assert!((w.as_secs_f64() - 0.1).abs() < 1e-9);
+        // A flooder that always waits exactly its debt is disconnected after GRACE_SECS.
+        let mut now = t0 + w;
+        let mut verdict = Verdict::Go;
+        for _ in 0..=(10 * GRACE_SECS) {
+            verdict = b.take(now);
+            match verdict {
+                Verdict::Wait(w) => now += w,
+                _ => break,
+            }
+        }
+        assert_eq!(verdict, Verdict::Disconnect);
+    }
+
+    #[test]
+    fn a_pause_forgives() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10, 5, t0).unwrap();
+        for _ in 0..5 {
+            b.take(t0);
+        }
+        assert!(matches!(b.take(t0), Verdict::Wait(_)));
+        // Half a second later five tokens came back (less the debt).
+        let later = t0 + Duration::from_millis(600);
+        assert_eq!(b.take(later), Verdict::Go);
+        assert_eq!(b.take(later), Verdict::Go);
+    }
+}

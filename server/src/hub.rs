@@ -1,0 +1,253 @@
+//! The shared state every connection works on: who is connected under which name, and the
+//! fan-out of messages to them.
+//!
+//! There is no central hub task: connection tasks read the name map directly (a read lock
+//! held only while pushing pre-encoded bytes into bounded outboxes, which never blocks), so
+//! fan-out runs on whichever executor thread received the message.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use log::info;
+
+use protocol::{Framing, Name, Reply};
+
+use crate::config::Config;
+use crate::outbox::{Outbox, PushError};
+use crate::shutdown::Shutdown;
+
+/// One connection whose framing is known: where to send it messages.
+#[derive(Debug)]
+pub struct Conn {
+    /// Unique for the life of the server.
+    pub id: u64,
+    /// `#id fd=N peer=ADDR`, for logs.
+    pub label: String,
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// How to encode what is sent to it.
+    pub framing: Framing,
+    /// Its outgoing queue.
+    pub outbox: Arc<Outbox>,
+}
+
+impl Conn {
+    /// Renders and queues a reply.
+    pub fn send(&self, reply: &Reply<'_>) -> Result<(), PushError> {
+        self.outbox.reply(self.framing, reply)
+    }
+}
+
+/// The result of trying to take a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// The name is now this connection's.
+    Yes,
+    /// Someone else has it.
+    Taken,
+    /// `max_users` names are taken.
+    Full,
+}
+
+/// A message encoded lazily, at most once per framing, for fan-out.
+struct Encoded<'r> {
+    /// What to send.
+    reply: &'r Reply<'r>,
+    /// Length-prefixed bytes, once needed.
+    framed: Option<Arc<[u8]>>,
+    /// Line bytes, once needed.
+    line: Option<Arc<[u8]>>,
+}
+
+impl<'r> Encoded<'r> {
+    fn new(reply: &'r Reply<'r>) -> Self {
+        Encoded {
+            reply,
+            framed: None,
+            line: None,
+        }
+    }
+
+    fn bytes(&mut self, framing: Framing) -> Arc<[u8]> {
+        let slot = match framing {
+            Framing::Framed => &mut self.framed,
+            Framing::Line => &mut self.line,
+        };
+        let reply = self.reply;
+        slot.get_or_insert_with(|| {
+            let mut out = Vec::new();
+            reply.render(framing, &mut out);
+            out.into()
+        })
+        .clone()
+    }
+}
+
+/// Names, connections and the limits on them.
+#[derive(Debug)]
+pub struct Hub {
+    /// Settings.
+    pub config: Config,
+    /// Fired to stop the server.
+    pub shutdown: Shutdown,
+    /// Named connections.
+    users: RwLock<HashMap<Name<'static>, Arc<Conn>>>,
+    /// Every connection whose framing is known, to tell them all at shutdown.
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Connections accepted and not yet closed (for `max_connections`).
+    open: AtomicUsize,
+    /// Source of connection ids.
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(config: Config, shutdown: Shutdown) -> Hub {
+        Hub {
+            config,
+            shutdown,
+            users: RwLock::new(HashMap::new()),
+            conns: Mutex::new(HashMap::new()),
+            open: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Counts a new connection in; `None` when `max_connections` are open.
+    pub fn admit(&self) -> Option<u64> {
+        let open = self.open.fetch_add(1, Ordering::Relaxed);
+        if open >= self.config.max_connections {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Records a connection whose framing is now known.
+    pub fn attach(&self, conn: &Arc<Conn>) {
+        if let Ok(mut conns) = self.conns.lock() {
+            conns.insert(conn.id, conn.clone());
+        }
+        // A connection that arrives during shutdown is told at once.
+        if self.shutdown.is_triggered() {
+            quit(conn);
+        }
+    }
+
+    /// Forgets a closed connection (its name must already be released).
+    pub fn detach(&self, id: u64) {
+        if let Ok(mut conns) = self.conns.lock() {
+            conns.remove(&id);
+        }
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Tries to give `name` to `conn`; on success tells everyone else.
+    pub fn join(&self, conn: &Arc<Conn>, name: &Name<'static>) -> Joined {
+        {
+            let Ok(mut users) = self.users.write() else {
+                return Joined::Full;
+            };
+            if users.contains_key(name.as_str()) {
+                return Joined::Taken;
+            }
+            if users.len() >= self.config.max_users {
+                return Joined::Full;
+            }
+            users.insert(name.clone(), conn.clone());
+        }
+        info!("{} joined as {name} ({} users)", conn.label, self.user_count());
+        self.broadcast(conn.id, &Reply::Joined(name.as_str()));
+        Joined::Yes
+    }
+
+    /// Frees `name` if `conn` holds it, and tells everyone.
+    pub fn leave(&self, conn: &Conn, name: &Name<'static>) {
+        let removed = match self.users.write() {
+            Ok(mut users) => match users.get(name.as_str()) {
+                Some(holder) if holder.id == conn.id => users.remove(name.as_str()).is_some(),
+                _ => false,
+            },
+            Err(_) => false,
+        };
+        if removed {
+            info!("{} left; {name} is free", conn.label);
+            self.broadcast(conn.id, &Reply::Left(name.as_str()));
+        }
+    }
+
+    /// Names taken now, sorted.
+    pub fn names(&self) -> Vec<Name<'static>> {
+        let mut names: Vec<_> = match self.users.read() {
+            Ok(users) => users.keys().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        names
+    }
+
+    /// How many names are taken.
+    pub fn user_count(&self) -> usize {
+        self.users.read().map(|u| u.len()).unwrap_or(0)
+    }
+
+    /// The connection holding `name`, if any.
+    pub fn user(&self, name: &str) -> Option<Arc<Conn>> {
+        self.users.read().ok()?.get(name).cloned()
+    }
+
+    /// Sends `reply` to the holder of `to`; `false` when nobody has that name.
+    pub fn send_to(&self, to: &str, reply: &Reply<'_>) -> bool {
+        let Ok(users) = self.users.read() else {
+            return false;
+        };
+        match users.get(to) {
+            Some(conn) => {
+                // A full queue evicts the recipient; the sender is not told (as with IRC).
+                let _ = conn.send(reply);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends `reply` to every named connection except `except`, encoding it at most once per
+    /// framing and sharing the bytes.
+    pub fn broadcast(&self, except: u64, reply: &Reply<'_>) {
+        let mut encoded = Encoded::new(reply);
+        let Ok(users) = self.users.read() else {
+            return;
+        };
+        for conn in users.values() {
+            if conn.id != except {
+                let _ = conn.outbox.push(encoded.bytes(conn.framing));
+            }
+        }
+    }
+
+    /// Tells every connection the server is stopping and lets their writers finish.
+    pub fn quit_all(&self) {
+        let conns: Vec<Arc<Conn>> = match self.conns.lock() {
+            Ok(conns) => conns.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        info!("telling {} connections the server is stopping", conns.len());
+        for conn in &conns {
+            quit(conn);
+        }
+    }
+}
+
+/// Queues the quit notice for `conn` and closes its queue behind it.
+fn quit(conn: &Conn) {
+    let mut out = Vec::new();
+    Reply::Quit("server shutting down").render(conn.framing, &mut out);
+    conn.outbox.finish_with(out.into());
+}

@@ -1,0 +1,122 @@
+//! The listeners: accept connections, hand each to its own task, and stop cleanly.
+//!
+//! The accept loop never dies of a failed `accept`: running out of descriptors (EMFILE) or
+//! memory is logged and retried with a back-off, while existing connections carry on.
+
+use std::io;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_std::io::WriteExt;
+use futures::future::{select, Either};
+use log::{error, info, warn};
+
+use crate::config::Config;
+use crate::connection::{serve, Door};
+use crate::hub::Hub;
+use crate::rt::{self, TcpListener, TcpStream};
+use crate::services::Services;
+use crate::shutdown::{Shutdown, TaskGuard, Tasks};
+
+/// How long connections get to flush their last messages at shutdown.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+/// Longest pause between accept retries after a resource error.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Serves the chat port (and the mailbox door, if given) until `shutdown` fires, then tells
+/// every client, lets their queues drain, and syncs the stores.
+pub async fn run(
+    chat: TcpListener,
+    mailbox: Option<TcpListener>,
+    config: Config,
+    shutdown: Shutdown,
+) -> io::Result<()> {
+    let services = Arc::new(Services::open(&config.data_dir, config.mailbox_cap)?);
+    let hub = Arc::new(Hub::new(config, shutdown.clone()));
+    let tasks = Tasks::new();
+    let mut listeners = vec![(chat, Door::Chat)];
+    listeners.extend(mailbox.map(|l| (l, Door::Mailbox)));
+    for (listener, door) in listeners {
+        let (hub, services, guard) = (hub.clone(), services.clone(), tasks.guard());
+        rt::spawn(accept_loop(listener, door, hub, services, guard));
+    }
+    shutdown.wait().await;
+    info!("shutting down");
+    hub.quit_all();
+    if rt::timeout(DRAIN_TIME, async {
+        tasks.wait().await;
+        Ok(())
+    })
+    .await
+    .is_err()
+    {
+        warn!("some connections did not drain in {DRAIN_TIME:?}");
+    }
+    services.store.close();
+    info!("stopped");
+    Ok(())
+}
+
+/// Accepts connections on `listener` until shutdown.
+/// Each connection task gets a clone of `guard`, so shutdown can wait for them all.
+async fn accept_loop(
+    listener: TcpListener,
+    door: Door,
+    hub: Arc<Hub>,
+    services: Arc<Services>,
+    guard: TaskGuard,
+) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = match select(pin!(listener.accept()), pin!(hub.shutdown.wait())).await
+        {
+            Either::Left((accepted, _)) => accepted,
+            Either::Right(_) => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                match hub.admit() {
+                    Some(id) => {
+                        let (hub, services, guard) = (hub.clone(), services.clone(), guard.clone());
+                        rt::spawn(serve(hub, services, stream, peer, id, door, guard));
+                    }
+                    None => {
+                        warn!(
+                            "refusing {peer}: {} connections open",
+                            hub.open_connections()
+                        );
+                        rt::spawn(refuse(stream));
+                    }
+                }
+            }
+            Err(e) if is_transient(&e) => {}
+            Err(e) => {
+                error!("accept failed: {e}; retrying in {backoff:?}");
+                rt::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Errors about one connection that died in the backlog, not about the listener.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// Tells a connection over the limit why it is closed (as a line: its framing is unknown).
+async fn refuse(mut stream: TcpStream) {
+    let _ = rt::timeout(
+        Duration::from_secs(1),
+        stream.write_all(b"* ERROR too many connections\n"),
+    )
+    .await;
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}

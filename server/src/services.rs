@@ -1,0 +1,211 @@
+//! Mailboxes and machines: the stateful services both doors share.
+//!
+//! Mailbox calls go to the durable [`MailStore`] (answers come after the data is on disk).
+//! The machine registry (seed 000) pairs the persistent [`Registry`] with the live binding of
+//! each machine to the connection that speaks for it; its file is rewritten off the executor
+//! threads, in order, under one lock.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use futures::lock::Mutex as AsyncMutex;
+use log::{error, info, warn};
+
+use protocol::{Name, Reply, Sender, Text};
+
+use crate::hub::Conn;
+use crate::registry::Registry;
+use crate::rt;
+use crate::store::{Composed, Mail, MailStore};
+
+/// The shared services.
+pub struct Services {
+    /// Durable mailboxes.
+    pub store: MailStore,
+    /// The registry file's contents (locked briefly, or on a blocking thread for writes).
+    registry: Arc<Mutex<Registry>>,
+    /// Which connection speaks for each registered machine; also serialises registry writes.
+    bound: AsyncMutex<HashMap<String, Arc<Conn>>>,
+}
+
+impl Services {
+    /// Opens the mailbox store and loads the registry under `data_dir`.
+    pub fn open(data_dir: &Path, mailbox_cap: usize) -> io::Result<Services> {
+        std::fs::create_dir_all(data_dir)?;
+        let store = MailStore::open(data_dir, mailbox_cap)?;
+        let (registry, warnings) = Registry::load(data_dir)?;
+        for w in warnings {
+            warn!("registry.txt: {w}");
+        }
+        info!(
+            "data in {}: {} registered machines",
+            data_dir.display(),
+            registry.names().count()
+        );
+        Ok(Services {
+            store,
+            registry: Arc::new(Mutex::new(registry)),
+            bound: AsyncMutex::new(HashMap::new()),
+        })
+    }
+
+    /// COMPOSE: stores `text` from `from` in `to`'s mailbox; the reply to send.
+    pub async fn compose(&self, to: &Name<'_>, from: &str, text: &str) -> Reply<'static> {
+        match self.store.compose(to.as_str(), from, text).await {
+            Ok(Composed::Stored) => Reply::MessageSent,
+            Ok(Composed::Full) => Reply::MessageFailed,
+            Err(e) => {
+                error!("mailbox write failed: {e}");
+                Reply::MessageFailed
+            }
+        }
+    }
+
+    /// READ: takes the oldest message for `user`.
+    pub async fn read(&self, user: &str) -> Option<Mail> {
+        match self.store.read(user).await {
+            Ok(mail) => mail,
+            Err(e) => {
+                error!("mailbox read failed: {e}");
+                None
+            }
+        }
+    }
+
+    /// Runs a registry change on a blocking thread.
+    async fn persist<F>(&self, change: F) -> io::Result<bool>
+    where
+        F: FnOnce(&mut Registry) -> io::Result<bool> + Send + 'static,
+    {
+        let registry = self.registry.clone();
+        rt::blocking(move || match registry.lock() {
+            Ok(mut registry) => change(&mut registry),
+            Err(_) => Err(io::Error::other("registry lock poisoned")),
+        })
+        .await
+    }
+
+    fn is_registered(&self, machine: &str) -> bool {
+        self.registry
+            .lock()
+            .map(|r| r.contains(machine))
+            .unwrap_or(false)
+    }
+
+    /// REGISTER: replies to `conn`; returns the machine it now speaks for, if that changed.
+    pub async fn register(
+        &self,
+        conn: &Arc<Conn>,
+        current: Option<&Name<'static>>,
+        machine: &Name<'static>,
+    ) -> Option<Name<'static>> {
+        if let Some(current) = current {
+            let _ = if current == machine {
+                conn.send(&Reply::AlreadyRegistered(machine))
+            } else {
+                conn.send(&Reply::RegisteredAs(current))
+            };
+            return None;
+        }
+        let mut bound = self.bound.lock().await;
+        if self.is_registered(machine.as_str()) {
+            if let Some(holder) = bound.get(machine.as_str()) {
+                if !holder.outbox.is_closing() {
+                    let _ = conn.send(&Reply::MachineInUse(machine));
+                    return None;
+                }
+            }
+            bound.insert(machine.as_str().to_owned(), conn.clone());
+            info!("{} speaks for {machine} (already registered)", conn.label);
+            let _ = conn.send(&Reply::AlreadyRegistered(machine));
+            return Some(machine.clone());
+        }
+        let name = machine.clone();
+        match self.persist(move |r| r.insert(&name)).await {
+            Ok(_) => {
+                bound.insert(machine.as_str().to_owned(), conn.clone());
+                info!("{} registered machine {machine}", conn.label);
+                let _ = conn.send(&Reply::Registered(machine));
+                Some(machine.clone())
+            }
+            Err(e) => {
+                error!("registry write failed: {e}");
+                let _ = conn.send(&Reply::Failed("the registry could not be written"));
+                None
+            }
+        }
+    }
+
+    /// DEREGISTER: removes `machine` (which `conn` speaks for) from the registry.
+    pub async fn deregister(&self, conn: &Arc<Conn>, machine: &Name<'static>) {
+        let mut bound = self.bound.lock().await;
+        bound.remove(machine.as_str());
+        let name = machine.as_str().to_owned();
+        match self.persist(move |r| r.remove(&name)).await {
+            Ok(_) => {
+                info!("{} deregistered machine {machine}", conn.label);
+                let _ = conn.send(&Reply::Deregistered(machine));
+            }
+            Err(e) => {
+                error!("registry write failed: {e}");
+                let _ = conn.send(&Reply::Failed("the registry could not be written"));
+            }
+        }
+    }
+
+    /// Forgets that `conn` speaks for `machine` (it disconnected); the registration stays.
+    pub async fn unbind(&self, conn: &Conn, machine: &Name<'static>) {
+        let mut bound = self.bound.lock().await;
+        if bound.get(machine.as_str()).is_some_and(|c| c.id == conn.id) {
+            bound.remove(machine.as_str());
+        }
+    }
+
+    /// POST: delivers a verified structured broadcast to every other registered machine;
+    /// deregisters those not connected or whose delivery fails. Returns how many got it.
+    pub async fn post(
+        &self,
+        conn: &Arc<Conn>,
+        sender: &Sender<'static>,
+        subject: &Text<'_>,
+        body: &Text<'_>,
+    ) -> usize {
+        let post = Reply::Post {
+            sender,
+            subject,
+            body,
+        };
+        let mut bound = self.bound.lock().await;
+        let machines: Vec<String> = match self.registry.lock() {
+            Ok(r) => r.names().map(str::to_owned).collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut delivered = 0;
+        let mut dead = Vec::new();
+        for machine in machines {
+            if machine == sender.machine.as_str() {
+                continue;
+            }
+            match bound.get(&machine) {
+                Some(target) if target.send(&post).is_ok() => delivered += 1,
+                _ => dead.push(machine),
+            }
+        }
+        info!(
+            "{} POST from {sender}: delivered to {delivered}, {} unreachable",
+            conn.label,
+            dead.len()
+        );
+        for machine in dead {
+            bound.remove(&machine);
+            let name = machine.clone();
+            match self.persist(move |r| r.remove(&name)).await {
+                Ok(_) => warn!("machine {machine} deregistered: delivery failed"),
+                Err(e) => error!("registry write failed: {e}"),
+            }
+        }
+        delivered
+    }
+}

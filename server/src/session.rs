@@ -1,0 +1,339 @@
+//! The chat-port dialect: one connection's state, and what each command does.
+//!
+//! A session turns received messages into effects on the shared [`Hub`] and replies on its
+//! own queue. It knows commands and replies, never wire bytes. COMPOSE and POST take
+//! follow-up messages; the session counts them so it stays in step with the client even
+//! when the command itself is refused.
+
+use std::sync::Arc;
+
+use log::{info, warn};
+
+use protocol::text::payload_str;
+use protocol::{Command, Name, ParseErrorKind, Reply, Sender, Text, TextError};
+
+use crate::hub::{Conn, Hub, Joined};
+use crate::services::Services;
+
+/// What the connection does after a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// Send what is queued, then close.
+    Close,
+}
+
+/// Why a refused COMPOSE or POST is refused, told after its follow-ups arrive.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// Bad arguments.
+    Bad(ParseErrorKind),
+    /// No name taken yet.
+    Unregistered,
+}
+
+/// Follow-up messages the session is waiting for.
+#[derive(Debug)]
+enum Pending {
+    /// Nothing: the next message is a command.
+    Command,
+    /// The next message is the text for this mailbox.
+    ComposeText(Name<'static>),
+    /// The next message is a POST's subject.
+    PostSubject(Sender<'static>),
+    /// The next message is a POST's body.
+    PostBody(Sender<'static>, Result<Text<'static>, TextError>),
+    /// Skip this many more messages, then refuse.
+    Skip(u8, Refusal),
+}
+
+/// One chat-port connection's state.
+pub struct Session {
+    /// The shared state.
+    hub: Arc<Hub>,
+    /// Mailboxes and the machine registry.
+    services: Arc<Services>,
+    /// This connection.
+    conn: Arc<Conn>,
+    /// The name it has taken.
+    name: Option<Name<'static>>,
+    /// The machine it speaks for (seed 000).
+    machine: Option<Name<'static>>,
+    /// Follow-ups owed by the client.
+    pending: Pending,
+}
+
+impl Session {
+    /// A fresh session for `conn`.
+    pub fn new(hub: Arc<Hub>, services: Arc<Services>, conn: Arc<Conn>) -> Session {
+        Session {
+            hub,
+            services,
+            conn,
+            name: None,
+            machine: None,
+            pending: Pending::Command,
+        }
+    }
+
+    /// Queues a reply to this connection.
+    fn reply(&self, reply: Reply<'_>) {
+        let _ = self.conn.send(&reply);
+    }
+
+    /// Handles one received message.
+    pub async fn handle(&mut self, payload: &[u8]) -> Flow {
+        let text = payload_str(payload);
+        match std::mem::replace(&mut self.pending, Pending::Command) {
+            Pending::Command => {}
+            Pending::ComposeText(to) => {
+                match text {
+                    Ok(text) => self.compose(&to, text).await,
+                    Err(e) => self.reply(Reply::InvalidText(e)),
+                }
+                return Flow::Continue;
+            }
+            Pending::PostSubject(sender) => {
+                let subject = text
+                    .and_then(protocol::text::subject)
+                    .map(Text::into_owned);
+                self.pending = Pending::PostBody(sender, subject);
+                return Flow::Continue;
+            }
+            Pending::PostBody(sender, subject) => {
+                self.post(sender, subject, text).await;
+                return Flow::Continue;
+            }
+            Pending::Skip(left, refusal) => {
+                if left > 1 {
+                    self.pending = Pending::Skip(left - 1, refusal);
+                } else {
+                    self.refuse(refusal);
+                }
+                return Flow::Continue;
+            }
+        }
+        let line = match text {
+            Ok(line) => line,
+            Err(e) => {
+                warn!("{} sent bad text: {e}", self.conn.label);
+                self.reply(Reply::InvalidText(e));
+                return Flow::Continue;
+            }
+        };
+        let command = match Command::parse(line) {
+            Ok(command) => command,
+            Err(e) => {
+                info!("{} bad command: {e}", self.conn.label);
+                if e.followups > 0 {
+                    self.pending = Pending::Skip(e.followups, Refusal::Bad(e.kind));
+                } else {
+                    self.reply(Reply::BadCommand(e.kind));
+                }
+                return Flow::Continue;
+            }
+        };
+        self.log(line, &command);
+        if command.needs_name() && self.name.is_none() {
+            match command {
+                Command::Compose(_) => self.pending = Pending::Skip(1, Refusal::Unregistered),
+                _ => self.reply(Reply::Unregistered),
+            }
+            return Flow::Continue;
+        }
+        self.execute(command).await
+    }
+
+    /// Logs a command: its verb and target, never the text of a message.
+    fn log(&self, line: &str, command: &Command<'_>) {
+        if log::log_enabled!(log::Level::Info) {
+            let verb = line.split(' ').next().unwrap_or_default();
+            let who = self.name.as_ref().map_or("-", |n| n.as_str());
+            match command {
+                Command::Msg { to, .. } => info!("{} {who}: {verb} to {to}", self.conn.label),
+                Command::Unknown => info!("{} {who}: unknown command", self.conn.label),
+                _ => info!("{} {who}: {verb}", self.conn.label),
+            }
+        }
+    }
+
+    async fn execute(&mut self, command: Command<'_>) -> Flow {
+        match command {
+            Command::Join(name) => return self.join(name.into_owned(), false),
+            Command::Login(name) => return self.login(name.into_owned()),
+            Command::List => {
+                let names = self.hub.names();
+                self.reply(Reply::Users(&names));
+            }
+            Command::Msg { to, text } => {
+                let from = self.name.as_ref().map_or("", |n| n.as_str());
+                if !self.hub.send_to(to.as_str(), &Reply::Sent { from, text: &text }) {
+                    self.reply(Reply::UnknownRecipient);
+                }
+            }
+            Command::Bcst(text) => {
+                let from = self.name.as_ref().map_or("", |n| n.as_str());
+                self.hub
+                    .broadcast(self.conn.id, &Reply::Bcst { from, text: &text });
+            }
+            Command::Quit => {
+                self.reply(Reply::Bye);
+                return Flow::Close;
+            }
+            Command::Compose(to) => self.pending = Pending::ComposeText(to.into_owned()),
+            Command::Read => self.read().await,
+            Command::Register(machine) => self.register(machine.into_owned()).await,
+            Command::Deregister => self.deregister().await,
+            Command::Post(sender) => self.pending = Pending::PostSubject(sender.into_owned()),
+            Command::Shutdown => self.shutdown(),
+            Command::Ping => self.reply(Reply::Pong),
+            Command::Pong => {}
+            Command::Unknown => self.reply(Reply::UnknownMessage),
+        }
+        Flow::Continue
+    }
+
+    fn refuse(&self, refusal: Refusal) {
+        match refusal {
+            Refusal::Bad(kind) => self.reply(Reply::BadCommand(kind)),
+            Refusal::Unregistered => self.reply(Reply::Unregistered),
+        }
+    }
+
+    /// JOIN/NAME (and the first half of LOGIN).
+    fn join(&mut self, name: Name<'static>, quiet: bool) -> Flow {
+        if let Some(current) = &self.name {
+            self.reply(Reply::AlreadyJoined(current));
+            return Flow::Continue;
+        }
+        match self.hub.join(&self.conn, &name) {
+            Joined::Yes => {
+                if !quiet {
+                    self.reply(Reply::Hello(&name));
+                }
+                self.name = Some(name);
+                Flow::Continue
+            }
+            Joined::Taken => {
+                info!("{} refused: {name} is taken", self.conn.label);
+                self.reply(Reply::NameTaken(&name));
+                Flow::Continue
+            }
+            Joined::Full => {
+                warn!(
+                    "{} refused: Too Many Users ({} names taken)",
+                    self.conn.label, self.hub.config.max_users
+                );
+                self.reply(Reply::TooManyUsers);
+                Flow::Close
+            }
+        }
+    }
+
+    /// LOGIN: take the name (unless this connection already has it) and report the mailbox.
+    fn login(&mut self, name: Name<'static>) -> Flow {
+        match &self.name {
+            Some(current) if *current == name => {}
+            Some(current) => {
+                self.reply(Reply::AlreadyJoined(current));
+                return Flow::Continue;
+            }
+            None => {
+                let flow = self.join(name, true);
+                if self.name.is_none() {
+                    return flow;
+                }
+            }
+        }
+        self.reply(Reply::MailCount(self.services.store.count(self.name_str())));
+        Flow::Continue
+    }
+
+    fn name_str(&self) -> &str {
+        self.name.as_ref().map_or("", |n| n.as_str())
+    }
+
+    async fn compose(&self, to: &Name<'static>, text: &str) {
+        let reply = self.services.compose(to, self.name_str(), text).await;
+        info!("{} COMPOSE to {to}: {:?}", self.conn.label, reply.lines());
+        self.reply(reply);
+    }
+
+    async fn read(&self) {
+        match self.services.read(self.name_str()).await {
+            Some(mail) => self.reply(Reply::Mail {
+                from: &mail.from,
+                text: &mail.text,
+            }),
+            None => self.reply(Reply::ReadError),
+        }
+    }
+
+    async fn register(&mut self, machine: Name<'static>) {
+        let reply = self
+            .services
+            .register(&self.conn, self.machine.as_ref(), &machine)
+            .await;
+        if let Some(bound) = reply {
+            self.machine = Some(bound);
+        }
+    }
+
+    async fn deregister(&mut self) {
+        match self.machine.take() {
+            Some(machine) => self.services.deregister(&self.conn, &machine).await,
+            None => self.reply(Reply::NotRegistered),
+        }
+    }
+
+    async fn post(
+        &self,
+        sender: Sender<'static>,
+        subject: Result<Text<'static>, TextError>,
+        body: Result<&str, TextError>,
+    ) {
+        let reply_to = |r: Reply<'_>| self.reply(r);
+        let Some(machine) = &self.machine else {
+            return reply_to(Reply::NotRegistered);
+        };
+        if sender.machine != *machine {
+            return reply_to(Reply::SenderMismatch(machine));
+        }
+        let subject = match subject {
+            Ok(s) => s,
+            Err(e) => return reply_to(Reply::InvalidSubject(e)),
+        };
+        let body = match body.and_then(protocol::text::body) {
+            Ok(b) => b,
+            Err(e) => return reply_to(Reply::InvalidBody(e)),
+        };
+        let delivered = self
+            .services
+            .post(&self.conn, &sender, &subject, &body)
+            .await;
+        reply_to(Reply::Posted(delivered));
+    }
+
+    fn shutdown(&self) {
+        if self.name.is_none() && self.machine.is_none() {
+            return self.reply(Reply::Unregistered);
+        }
+        if !self.hub.config.allow_shutdown {
+            warn!("{} SHUTDOWN refused", self.conn.label);
+            return self.reply(Reply::ShutdownRefused);
+        }
+        warn!("{} asked the server to shut down", self.conn.label);
+        self.hub.shutdown.trigger();
+    }
+
+    /// Releases the name and the machine binding when the connection ends.
+    pub async fn close(&mut self) {
+        if let Some(name) = self.name.take() {
+            self.hub.leave(&self.conn, &name);
+        }
+        if let Some(machine) = self.machine.take() {
+            self.services.unbind(&self.conn, &machine).await;
+        }
+    }
+}
