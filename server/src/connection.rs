@@ -83,9 +83,9 @@ impl Reader {
         }
     }
 
-    /// Reads more bytes. `Ok(false)` is a clean end of stream (or shutdown); an error of kind
-    /// `TimedOut` means the idle time passed without a byte.
-    async fn fill(&mut self, hub: &Hub) -> io::Result<bool> {
+    /// Reads more bytes. `Ok(false)` is a clean end of stream, shutdown, or the eviction of
+    /// `outbox`; an error of kind `TimedOut` means the idle time passed without a byte.
+    async fn fill(&mut self, hub: &Hub, outbox: Option<&Outbox>) -> io::Result<bool> {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -97,7 +97,15 @@ impl Reader {
             self.buf.resize(grown, 0);
         }
         let read = rt::timeout(self.idle, self.stream.read(&mut self.buf[self.end..]));
-        match select(pin!(read), pin!(hub.shutdown.wait())).await {
+        let stop = async {
+            match outbox {
+                Some(outbox) => {
+                    select(pin!(hub.shutdown.wait()), pin!(outbox.evicted())).await;
+                }
+                None => hub.shutdown.wait().await,
+            }
+        };
+        match select(pin!(read), pin!(stop)).await {
             Either::Left((Ok(0), _)) => Ok(false),
             Either::Left((Ok(n), _)) => {
                 self.end += n;
@@ -112,7 +120,7 @@ impl Reader {
     /// The first byte the peer sends (to pick the framing), or `None` if it left first.
     async fn first_byte(&mut self, hub: &Hub) -> Option<u8> {
         while self.end == 0 {
-            match self.fill(hub).await {
+            match self.fill(hub, None).await {
                 Ok(true) => {}
                 // Nothing sent within twice the idle time: not a client.
                 Err(e) if e.kind() == io::ErrorKind::TimedOut && !self.pinged => {
@@ -145,7 +153,7 @@ impl Reader {
                 Ok(None) => {}
                 Err(e) => return Next::Fatal(e.to_string()),
             }
-            match self.fill(hub).await {
+            match self.fill(hub, Some(&conn.outbox)).await {
                 Ok(true) => {}
                 Ok(false) => {
                     return match decoder.finish(&self.buf[self.start..self.end]) {
@@ -231,6 +239,7 @@ pub async fn serve(
         peer,
         framing,
         outbox: outbox.clone(),
+        quiet: door == Door::Mailbox,
     });
     hub.attach(&conn);
     let stall = config.idle_timeout;
@@ -247,7 +256,11 @@ pub async fn serve(
         Door::Chat => chat(&hub, &services, &conn, &mut reader).await,
         Door::Mailbox => mailbox(&hub, &services, &conn, &mut reader).await,
     }
-    conn.outbox.finish();
+    if hub.shutdown.is_triggered() {
+        crate::hub::quit(&conn);
+    } else {
+        conn.outbox.finish();
+    }
     hub.detach(id);
     info!("{} disconnected", conn.label);
     drop(guard);
@@ -292,6 +305,9 @@ async fn chat(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, reader
                 break;
             }
         }
+    }
+    if hub.shutdown.is_triggered() {
+        crate::hub::quit(conn);
     }
     session.close().await;
 }

@@ -31,6 +31,8 @@ pub struct Conn {
     pub framing: Framing,
     /// Its outgoing queue.
     pub outbox: Arc<Outbox>,
+    /// Whether it speaks only the strict mailbox dialect: no server notices, ever.
+    pub quiet: bool,
 }
 
 impl Conn {
@@ -245,8 +247,11 @@ impl Hub {
     }
 }
 
-/// Queues the quit notice for `conn` and closes its queue behind it.
-fn quit(conn: &Conn) {
+/// Queues the quit notice for `conn` (unless it is quiet) and closes its queue behind it.
+pub fn quit(conn: &Conn) {
+    if conn.quiet {
+        return conn.outbox.finish();
+    }
     let mut out = Vec::new();
     Reply::Quit("server shutting down").render(conn.framing, &mut out);
     conn.outbox.finish_with(out.into());

@@ -40,6 +40,8 @@ pub struct Outbox {
     closing: AtomicBool,
     /// Signals the writer to abandon a stalled write (closed on eviction).
     kill: async_channel::Sender<()>,
+    /// Lets the reader notice the eviction too.
+    killed: async_channel::Receiver<()>,
     /// Why the connection was evicted, for the writer's last notice and the log.
     reason: Mutex<Option<String>>,
 }
@@ -74,6 +76,7 @@ impl Outbox {
             cap,
             closing: AtomicBool::new(false),
             kill,
+            killed: kill_rx.clone(),
             reason: Mutex::new(None),
         });
         (outbox, Drain { rx, kill: kill_rx })
@@ -146,6 +149,11 @@ impl Outbox {
         self.kill.close();
     }
 
+    /// Resolves once the connection is evicted.
+    pub async fn evicted(&self) {
+        while self.killed.recv().await.is_ok() {}
+    }
+
     /// The eviction reason, if the connection was evicted.
     pub fn eviction(&self) -> Option<String> {
         self.reason.lock().ok().and_then(|r| r.clone())
@@ -168,6 +176,8 @@ impl Drain {
         last_words: bool,
     ) {
         let mut buf: Vec<u8> = Vec::new();
+        // Whether a write was abandoned halfway: then no notice can follow on this stream.
+        let mut torn = false;
         // Ends when the queue is finished and empty, or on eviction.
         while let Either::Left((Ok(first), _)) =
             select(pin!(self.rx.recv()), pin!(self.kill.recv())).await
@@ -194,7 +204,10 @@ impl Drain {
                     debug!("{label} write failed: {e}");
                     break;
                 }
-                Either::Right(_) => break,
+                Either::Right(_) => {
+                    torn = true;
+                    break;
+                }
             }
             buf.clear();
             if buf.capacity() > WRITE_BATCH * 2 {
@@ -204,7 +217,7 @@ impl Drain {
         if let Some(reason) = outbox.eviction() {
             warn!("{label} evicted: {reason}");
         }
-        if let (Some(reason), true) = (outbox.eviction(), last_words) {
+        if let (Some(reason), true, false) = (outbox.eviction(), last_words, torn) {
             let mut last = Vec::new();
             Reply::Error(&reason).render(framing, &mut last);
             let _ = async_std::io::timeout(LAST_WORDS, stream.write_all(&last)).await;
