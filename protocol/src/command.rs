@@ -278,7 +278,14 @@ mod tests {
         for line in ["LIST", "MSG A x", "BCST x", "COMPOSE a", "READ"] {
             assert!(Command::parse(line).unwrap().needs_name(), "{line}");
         }
-        for line in ["JOIN A", "LOGIN a", "QUIT", "REGISTER m", "POST a@m", "PING"] {
+        for line in [
+            "JOIN A",
+            "LOGIN a",
+            "QUIT",
+            "REGISTER m",
+            "POST a@m",
+            "PING",
+        ] {
             assert!(!Command::parse(line).unwrap().needs_name(), "{line}");
         }
     }

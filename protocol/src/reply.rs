@@ -154,9 +154,9 @@ impl Reply<'_> {
             )),
             Reply::RegisteredAs(m) => put(format_args!("ALREADY REGISTERED AS {m}")),
             Reply::Deregistered(m) => put(format_args!("DEREGISTERED {m}")),
-            Reply::NotRegistered => {
-                put(format_args!("Not Registered: send REGISTER <machine> first"))
-            }
+            Reply::NotRegistered => put(format_args!(
+                "Not Registered: send REGISTER <machine> first"
+            )),
             Reply::SenderMismatch(m) => put(format_args!(
                 "Sender Mismatch: this connection is registered as {m}"
             )),
@@ -245,7 +245,11 @@ mod tests {
     #[test]
     fn framed_rendering_is_one_frame_per_line() {
         let mut out = Vec::new();
-        Reply::Mail { from: "a", text: "hi" }.render(Framing::Framed, &mut out);
+        Reply::Mail {
+            from: "a",
+            text: "hi",
+        }
+        .render(Framing::Framed, &mut out);
         assert_eq!(out, [0, 0, 0, 1, b'a', 0, 0, 0, 2, b'h', b'i']);
     }
 

@@ -245,7 +245,10 @@ mod tests {
         assert!(Text::new("", 10).is_ok());
         assert_eq!(Text::non_empty("", 10), Err(TextError::Empty));
         assert_eq!(Text::new("a\tb", 10), Err(TextError::Control('\t')));
-        assert_eq!(Text::new("a\u{1b}[2J", 10), Err(TextError::Control('\u{1b}')));
+        assert_eq!(
+            Text::new("a\u{1b}[2J", 10),
+            Err(TextError::Control('\u{1b}'))
+        );
         // Limits count characters, not bytes.
         assert!(Text::new(&"é".repeat(80), 80).is_ok());
         assert_eq!(Text::new(&"é".repeat(81), 80), Err(TextError::TooLong(80)));

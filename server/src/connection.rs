@@ -123,9 +123,7 @@ impl Reader {
             match self.fill(hub, None).await {
                 Ok(true) => {}
                 // Nothing sent within twice the idle time: not a client.
-                Err(e) if e.kind() == io::ErrorKind::TimedOut && !self.pinged => {
-                    self.pinged = true
-                }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && !self.pinged => self.pinged = true,
                 _ => return None,
             }
         }
@@ -337,7 +335,11 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
         if let Some(to) = compose_to.take() {
             let from = user.as_ref().map_or("", |u| u.as_str());
             let reply = services.compose(&to, from, line).await;
-            info!("{} mailbox: COMPOSE to {to}: {:?}", conn.label, reply.lines());
+            info!(
+                "{} mailbox: COMPOSE to {to}: {:?}",
+                conn.label,
+                reply.lines()
+            );
             let _ = conn.send(&reply);
             continue;
         }

@@ -165,7 +165,11 @@ impl Hub {
             }
             users.insert(name.clone(), conn.clone());
         }
-        info!("{} joined as {name} ({} users)", conn.label, self.user_count());
+        info!(
+            "{} joined as {name} ({} users)",
+            conn.label,
+            self.user_count()
+        );
         self.broadcast(conn.id, &Reply::Joined(name.as_str()));
         Joined::Yes
     }

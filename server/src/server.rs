@@ -69,8 +69,7 @@ async fn accept_loop(
 ) {
     let mut backoff = Duration::from_millis(5);
     loop {
-        let accepted = match select(pin!(listener.accept()), pin!(hub.shutdown.wait())).await
-        {
+        let accepted = match select(pin!(listener.accept()), pin!(hub.shutdown.wait())).await {
             Either::Left((accepted, _)) => accepted,
             Either::Right(_) => return,
         };

@@ -95,9 +95,7 @@ impl Session {
                 return Flow::Continue;
             }
             Pending::PostSubject(sender) => {
-                let subject = text
-                    .and_then(protocol::text::subject)
-                    .map(Text::into_owned);
+                let subject = text.and_then(protocol::text::subject).map(Text::into_owned);
                 self.pending = Pending::PostBody(sender, subject);
                 return Flow::Continue;
             }
@@ -168,7 +166,10 @@ impl Session {
             }
             Command::Msg { to, text } => {
                 let from = self.name.as_ref().map_or("", |n| n.as_str());
-                if !self.hub.send_to(to.as_str(), &Reply::Sent { from, text: &text }) {
+                if !self
+                    .hub
+                    .send_to(to.as_str(), &Reply::Sent { from, text: &text })
+                {
                     self.reply(Reply::UnknownRecipient);
                 }
             }

@@ -368,6 +368,11 @@ impl Handle {
         if thread.join().is_err() {
             log::error!("mail store: the writer thread panicked");
         }
+        log::info!(
+            "mail store closed: {} records made durable with {} fsyncs",
+            self.shared.records.load(Ordering::Relaxed),
+            self.shared.syncs.load(Ordering::Relaxed)
+        );
     }
 }
 
@@ -435,7 +440,8 @@ struct Writer {
     shared: Arc<Shared>,
     /// Directory of the log: compaction's temp file goes here, and it is fsynced after renames.
     dir: PathBuf,
-    /// The open log, positioned at its end; `None` after a failed reopen (recovery reopens).
+    /// The open log (each batch seeks to `len`); `None` after a failed reopen (recovery
+    /// reopens it).
     file: Option<File>,
     /// Length of the log up to the last successful fsync: everything before it is durable.
     len: u64,

@@ -10,10 +10,28 @@ use crate::lock;
 /// running test executable; builds it once per test process if it is missing (as after a
 /// plain `cargo test --workspace`, which does not build other packages' binaries) or older
 /// than the sources it is built from (so a test never runs yesterday's server).
+///
+/// On Windows an existing `.exe` is used as it is, with a warning if it looks stale: the
+/// Windows check runs these tests under Wine, where the `cargo` that started them is a Linux
+/// program the test cannot run, and it builds every binary (`cargo build --target ...`)
+/// before it tests.
 pub fn bin(name: &str) -> PathBuf {
     let dir = profile_dir();
     let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if is_stale(&path) {
+    if cfg!(windows) && path.exists() {
+        if is_stale(&path) {
+            static WARNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+            let mut warned = lock(&WARNED);
+            if !warned.iter().any(|w| w == name) {
+                eprintln!(
+                    "warning: {} is older than its sources; run `cargo build --workspace \
+                     --bins` first",
+                    path.display()
+                );
+                warned.push(name.to_string());
+            }
+        }
+    } else if is_stale(&path) {
         // Once per binary per test process (a no-op for cargo when nothing changed).
         static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
         let mut built = lock(&BUILT);

@@ -75,6 +75,7 @@ impl Server {
         let server = bin("chat-server");
         let mut cmd = match opts.fd_limit {
             None => Command::new(&server),
+            #[cfg(unix)]
             Some(limit) => {
                 let mut sh = Command::new("sh");
                 sh.arg("-c")
@@ -82,6 +83,8 @@ impl Server {
                     .arg(&server);
                 sh
             }
+            #[cfg(not(unix))]
+            Some(_) => panic!("Options::fd_limit needs Unix (`ulimit -n`)"),
         };
         cmd.args(["0", "--bind", "127.0.0.1", "--data-dir"])
             .arg(&data_dir)
