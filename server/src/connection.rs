@@ -21,10 +21,10 @@ use protocol::{Decoder, Framing, MailCommand, Name, Reply};
 
 use crate::flood::{TokenBucket, Verdict};
 use crate::hub::{Conn, Hub};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Settings};
 use crate::rt::{self, TcpStream};
 use crate::services::Services;
-use crate::session::{Flow, Session};
+use crate::session::{Flow, Session, Step};
 use crate::shutdown::TaskGuard;
 
 /// Which protocol a listener speaks.
@@ -38,6 +38,8 @@ pub enum Door {
 
 /// First size of a connection's read buffer; it grows to one full message if needed.
 const INITIAL_BUFFER: usize = 512;
+/// Largest read buffer for a busy connection: many commands per read.
+const BUSY_BUFFER: usize = 16 * 1024;
 
 /// What the reader found.
 enum Next<'a> {
@@ -67,6 +69,8 @@ struct Reader {
     idle: Duration,
     /// Whether a ping is unanswered.
     pinged: bool,
+    /// Bytes the last read returned (a quiet peer's buffer shrinks back).
+    last_read: usize,
 }
 
 impl Reader {
@@ -80,40 +84,57 @@ impl Reader {
             limit,
             idle,
             pinged: false,
+            last_read: 0,
         }
     }
 
-    /// Reads more bytes. `Ok(false)` is a clean end of stream, shutdown, or the eviction of
-    /// `outbox`; an error of kind `TimedOut` means the idle time passed without a byte.
-    async fn fill(&mut self, hub: &Hub, outbox: Option<&Outbox>) -> io::Result<bool> {
+    /// Reads more bytes. `Ok(false)` is a clean end of stream, or (before the connection
+    /// has a queue) shutdown; an error of kind `TimedOut` means the idle time passed without a
+    /// byte. Once the server is stopping, a connection with a queue is told so and read until
+    /// its queue has drained and closed the socket.
+    async fn fill(&mut self, hub: &Hub, conn: Option<&Conn>) -> io::Result<bool> {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
         if self.end == self.buf.len() {
-            let most = self.limit + protocol::frame::HEADER_LEN + 2;
-            let grown = (self.buf.len() * 2).clamp(INITIAL_BUFFER, most.max(INITIAL_BUFFER));
+            // Full: a message needs more room, or the peer is sending faster than one buffer
+            // per read. Either way, grow.
+            let most = (self.limit + protocol::frame::HEADER_LEN + 2).max(BUSY_BUFFER);
+            let grown = (self.buf.len() * 2).clamp(INITIAL_BUFFER, most);
             self.buf.resize(grown, 0);
+        } else if self.end == 0
+            && self.buf.len() > INITIAL_BUFFER
+            && self.last_read * 4 < self.buf.len()
+        {
+            // Quiet again: give the memory back.
+            self.buf = vec![0; INITIAL_BUFFER];
         }
         let read = rt::timeout(self.idle, self.stream.read(&mut self.buf[self.end..]));
-        let stop = async {
-            match outbox {
-                Some(outbox) => {
-                    select(pin!(hub.shutdown.wait()), pin!(outbox.evicted())).await;
-                }
-                None => hub.shutdown.wait().await,
+        let result = if hub.shutdown.is_triggered() {
+            read.await
+        } else {
+            match select(pin!(read), pin!(hub.shutdown.wait())).await {
+                Either::Left((result, _)) => result,
+                Either::Right(_) => match conn {
+                    Some(conn) => {
+                        crate::hub::quit(conn);
+                        return Ok(true);
+                    }
+                    None => return Ok(false),
+                },
             }
         };
-        match select(pin!(read), pin!(stop)).await {
-            Either::Left((Ok(0), _)) => Ok(false),
-            Either::Left((Ok(n), _)) => {
+        match result {
+            Ok(0) => Ok(false),
+            Ok(n) => {
                 self.end += n;
+                self.last_read = n;
                 self.pinged = false;
                 Ok(true)
             }
-            Either::Left((Err(e), _)) => Err(e),
-            Either::Right(_) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -151,7 +172,7 @@ impl Reader {
                 Ok(None) => {}
                 Err(e) => return Next::Fatal(e.to_string()),
             }
-            match self.fill(hub, Some(&conn.outbox)).await {
+            match self.fill(hub, Some(conn)).await {
                 Ok(true) => {}
                 Ok(false) => {
                     return match decoder.finish(&self.buf[self.start..self.end]) {
@@ -230,25 +251,26 @@ pub async fn serve(
     reader.decoder = Some(Decoder::new(framing, config.max_message));
     info!("{label} speaks {framing:?}");
 
-    let (outbox, drain) = Outbox::new(config.send_queue);
+    let outbox = Outbox::new(
+        stream,
+        Settings {
+            cap: config.send_queue,
+            framing,
+            last_words: door == Door::Chat,
+            stall: config.idle_timeout,
+            label: Arc::from(label.as_str()),
+        },
+        hub.flusher.clone(),
+    );
     let conn = Arc::new(Conn {
         id,
-        label: label.clone(),
+        label,
         peer,
         framing,
-        outbox: outbox.clone(),
+        outbox,
         quiet: door == Door::Mailbox,
     });
     hub.attach(&conn);
-    let stall = config.idle_timeout;
-    let last_words = door == Door::Chat;
-    let writer_guard = guard.clone();
-    rt::spawn(async move {
-        drain
-            .run(&outbox, stream, framing, stall, &label, last_words)
-            .await;
-        drop(writer_guard);
-    });
 
     match door {
         Door::Chat => chat(&hub, &services, &conn, &mut reader).await,
@@ -293,8 +315,11 @@ async fn chat(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, reader
                 if !pace(&mut bucket, conn).await {
                     break;
                 }
-                if session.handle(payload).await == Flow::Close {
-                    break;
+                match session.handle(payload) {
+                    Step::Done(Flow::Continue) => {}
+                    Step::Done(Flow::Close) => break,
+                    // Boxed: only disk-bound commands pay for this future's space.
+                    Step::Later(step) => Box::pin(session.complete(step)).await,
                 }
             }
             Next::Closed => break,

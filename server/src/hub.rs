@@ -15,7 +15,7 @@ use log::info;
 use protocol::{Framing, Name, Reply};
 
 use crate::config::Config;
-use crate::outbox::{Outbox, PushError};
+use crate::outbox::{Flusher, Outbox, PushError};
 use crate::shutdown::Shutdown;
 
 /// One connection whose framing is known: where to send it messages.
@@ -38,7 +38,7 @@ pub struct Conn {
 impl Conn {
     /// Renders and queues a reply.
     pub fn send(&self, reply: &Reply<'_>) -> Result<(), PushError> {
-        self.outbox.reply(self.framing, reply)
+        self.outbox.reply(reply)
     }
 }
 
@@ -58,9 +58,9 @@ struct Encoded<'r> {
     /// What to send.
     reply: &'r Reply<'r>,
     /// Length-prefixed bytes, once needed.
-    framed: Option<Arc<[u8]>>,
+    framed: Option<Vec<u8>>,
     /// Line bytes, once needed.
-    line: Option<Arc<[u8]>>,
+    line: Option<Vec<u8>>,
 }
 
 impl<'r> Encoded<'r> {
@@ -72,7 +72,7 @@ impl<'r> Encoded<'r> {
         }
     }
 
-    fn bytes(&mut self, framing: Framing) -> Arc<[u8]> {
+    fn bytes(&mut self, framing: Framing) -> &[u8] {
         let slot = match framing {
             Framing::Framed => &mut self.framed,
             Framing::Line => &mut self.line,
@@ -81,9 +81,8 @@ impl<'r> Encoded<'r> {
         slot.get_or_insert_with(|| {
             let mut out = Vec::new();
             reply.render(framing, &mut out);
-            out.into()
+            out
         })
-        .clone()
     }
 }
 
@@ -94,6 +93,8 @@ pub struct Hub {
     pub config: Config,
     /// Fired to stop the server.
     pub shutdown: Shutdown,
+    /// Writes every connection's queued bytes.
+    pub flusher: Arc<Flusher>,
     /// Named connections.
     users: RwLock<HashMap<Name<'static>, Arc<Conn>>>,
     /// Every connection whose framing is known, to tell them all at shutdown.
@@ -110,6 +111,7 @@ impl Hub {
         Hub {
             config,
             shutdown,
+            flusher: Flusher::new(),
             users: RwLock::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
@@ -251,12 +253,12 @@ impl Hub {
     }
 }
 
-/// Queues the quit notice for `conn` (unless it is quiet) and closes its queue behind it.
+/// Queues the quit notice for `conn` (unless it is quiet) and closes it once that is sent.
 pub fn quit(conn: &Conn) {
     if conn.quiet {
-        return conn.outbox.finish();
+        conn.outbox.finish();
+    } else {
+        conn.outbox
+            .finish_with(&Reply::Quit("server shutting down"));
     }
-    let mut out = Vec::new();
-    Reply::Quit("server shutting down").render(conn.framing, &mut out);
-    conn.outbox.finish_with(out.into());
 }

@@ -50,6 +50,9 @@ struct Args {
     /// Most open connections.
     #[arg(long, default_value_t = Config::default().max_connections)]
     max_connections: usize,
+    /// Threads that run connection tasks (1 is fastest on small machines; see the README).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Log level: off, error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     log_level: LevelFilter,
@@ -57,6 +60,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    rt::set_threads(args.threads);
     femme::with_level(args.log_level);
     let config = Config {
         data_dir: args.data_dir,
@@ -75,7 +79,7 @@ fn main() -> ExitCode {
     if let Err(e) = ctrlc::set_handler(move || on_signal.trigger()) {
         warn!("cannot catch Ctrl-C/SIGTERM: {e}");
     }
-    let result = rt::block_on(async {
+    let result = rt::block_on(async move {
         let chat = TcpListener::bind((args.bind, args.port)).await?;
         info!("chat port listening on {}", chat.local_addr()?);
         let mailbox = match args.mailbox_port {

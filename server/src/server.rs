@@ -34,6 +34,7 @@ pub async fn run(
 ) -> io::Result<()> {
     let services = Arc::new(Services::open(&config.data_dir, config.mailbox_cap)?);
     let hub = Arc::new(Hub::new(config, shutdown.clone()));
+    rt::spawn(hub.flusher.clone().run());
     let tasks = Tasks::new();
     let mut listeners = vec![(chat, Door::Chat)];
     listeners.extend(mailbox.map(|l| (l, Door::Mailbox)));
@@ -53,6 +54,7 @@ pub async fn run(
     {
         warn!("some connections did not drain in {DRAIN_TIME:?}");
     }
+    hub.flusher.close();
     services.store.close();
     info!("stopped");
     Ok(())

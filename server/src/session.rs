@@ -24,6 +24,35 @@ pub enum Flow {
     Close,
 }
 
+/// The outcome of handling a message: done, or a disk-bound step still to run.
+#[derive(Debug)]
+pub enum Step {
+    /// Handled.
+    Done(Flow),
+    /// Run [`Session::complete`] with this (it waits on the disk). Kept out of the common
+    /// path so an idle connection's task stays small.
+    Later(Deferred),
+}
+
+/// A command that waits on the mailbox store or the registry file.
+#[derive(Debug)]
+pub enum Deferred {
+    /// Store this text in that mailbox.
+    Compose(Name<'static>, String),
+    /// Take the oldest message.
+    Read,
+    /// Register this machine.
+    Register(Name<'static>),
+    /// Deregister this connection's machine.
+    Deregister,
+    /// Verify and deliver a structured broadcast.
+    Post(
+        Sender<'static>,
+        Result<Text<'static>, TextError>,
+        Result<Text<'static>, TextError>,
+    ),
+}
+
 /// Why a refused COMPOSE or POST is refused, told after its follow-ups arrive.
 #[derive(Debug, Clone, Copy)]
 enum Refusal {
@@ -83,25 +112,27 @@ impl Session {
     }
 
     /// Handles one received message.
-    pub async fn handle(&mut self, payload: &[u8]) -> Flow {
+    pub fn handle(&mut self, payload: &[u8]) -> Step {
         let text = payload_str(payload);
         match std::mem::replace(&mut self.pending, Pending::Command) {
             Pending::Command => {}
             Pending::ComposeText(to) => {
-                match text {
-                    Ok(text) => self.compose(&to, text).await,
-                    Err(e) => self.reply(Reply::InvalidText(e)),
-                }
-                return Flow::Continue;
+                return match text {
+                    Ok(text) => Step::Later(Deferred::Compose(to, text.to_owned())),
+                    Err(e) => {
+                        self.reply(Reply::InvalidText(e));
+                        Step::Done(Flow::Continue)
+                    }
+                };
             }
             Pending::PostSubject(sender) => {
                 let subject = text.and_then(protocol::text::subject).map(Text::into_owned);
                 self.pending = Pending::PostBody(sender, subject);
-                return Flow::Continue;
+                return Step::Done(Flow::Continue);
             }
             Pending::PostBody(sender, subject) => {
-                self.post(sender, subject, text).await;
-                return Flow::Continue;
+                let body = text.and_then(protocol::text::body).map(Text::into_owned);
+                return Step::Later(Deferred::Post(sender, subject, body));
             }
             Pending::Skip(left, refusal) => {
                 if left > 1 {
@@ -109,7 +140,7 @@ impl Session {
                 } else {
                     self.refuse(refusal);
                 }
-                return Flow::Continue;
+                return Step::Done(Flow::Continue);
             }
         }
         let line = match text {
@@ -117,7 +148,7 @@ impl Session {
             Err(e) => {
                 warn!("{} sent bad text: {e}", self.conn.label);
                 self.reply(Reply::InvalidText(e));
-                return Flow::Continue;
+                return Step::Done(Flow::Continue);
             }
         };
         let command = match Command::parse(line) {
@@ -129,7 +160,7 @@ impl Session {
                 } else {
                     self.reply(Reply::BadCommand(e.kind));
                 }
-                return Flow::Continue;
+                return Step::Done(Flow::Continue);
             }
         };
         self.log(line, &command);
@@ -138,9 +169,9 @@ impl Session {
                 Command::Compose(_) => self.pending = Pending::Skip(1, Refusal::Unregistered),
                 _ => self.reply(Reply::Unregistered),
             }
-            return Flow::Continue;
+            return Step::Done(Flow::Continue);
         }
-        self.execute(command).await
+        self.execute(command)
     }
 
     /// Logs a command: its verb and target, never the text of a message.
@@ -156,10 +187,10 @@ impl Session {
         }
     }
 
-    async fn execute(&mut self, command: Command<'_>) -> Flow {
+    fn execute(&mut self, command: Command<'_>) -> Step {
         match command {
-            Command::Join(name) => return self.join(name.into_owned(), false),
-            Command::Login(name) => return self.login(name.into_owned()),
+            Command::Join(name) => return Step::Done(self.join(name.into_owned(), false)),
+            Command::Login(name) => return Step::Done(self.login(name.into_owned())),
             Command::List => {
                 let names = self.hub.names();
                 self.reply(Reply::Users(&names));
@@ -180,19 +211,32 @@ impl Session {
             }
             Command::Quit => {
                 self.reply(Reply::Bye);
-                return Flow::Close;
+                return Step::Done(Flow::Close);
             }
             Command::Compose(to) => self.pending = Pending::ComposeText(to.into_owned()),
-            Command::Read => self.read().await,
-            Command::Register(machine) => self.register(machine.into_owned()).await,
-            Command::Deregister => self.deregister().await,
+            Command::Read => return Step::Later(Deferred::Read),
+            Command::Register(machine) => {
+                return Step::Later(Deferred::Register(machine.into_owned()))
+            }
+            Command::Deregister => return Step::Later(Deferred::Deregister),
             Command::Post(sender) => self.pending = Pending::PostSubject(sender.into_owned()),
             Command::Shutdown => self.shutdown(),
             Command::Ping => self.reply(Reply::Pong),
             Command::Pong => {}
             Command::Unknown => self.reply(Reply::UnknownMessage),
         }
-        Flow::Continue
+        Step::Done(Flow::Continue)
+    }
+
+    /// Runs a disk-bound step of a command.
+    pub async fn complete(&mut self, step: Deferred) {
+        match step {
+            Deferred::Compose(to, text) => self.compose(&to, &text).await,
+            Deferred::Read => self.read().await,
+            Deferred::Register(machine) => self.register(machine).await,
+            Deferred::Deregister => self.deregister().await,
+            Deferred::Post(sender, subject, body) => self.post(sender, subject, body).await,
+        }
     }
 
     fn refuse(&self, refusal: Refusal) {
@@ -292,7 +336,7 @@ impl Session {
         &self,
         sender: Sender<'static>,
         subject: Result<Text<'static>, TextError>,
-        body: Result<&str, TextError>,
+        body: Result<Text<'static>, TextError>,
     ) {
         let reply_to = |r: Reply<'_>| self.reply(r);
         let Some(machine) = &self.machine else {
@@ -305,7 +349,7 @@ impl Session {
             Ok(s) => s,
             Err(e) => return reply_to(Reply::InvalidSubject(e)),
         };
-        let body = match body.and_then(protocol::text::body) {
+        let body = match body {
             Ok(b) => b,
             Err(e) => return reply_to(Reply::InvalidBody(e)),
         };

@@ -1,0 +1,302 @@
+//! The writer thread: group commit, and recovery when a write fails.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::mem;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::record::encode_snapshot;
+use super::replay::load_log;
+use super::{Shared, State, Waiter, LOG_NAME};
+
+/// Batches smaller than this are committed at once: with few writers, waiting adds latency.
+const GATHER_MIN: usize = 4;
+/// Longest the writer waits for the last batch's callers to come back (and at most half the
+/// last fsync's duration).
+pub const GATHER_MAX: Duration = Duration::from_millis(1);
+/// Zeros written ahead of the log when it needs room (see [`Writer::append_batch`]).
+const PREALLOCATE: u64 = 1 << 20;
+/// Dead bytes the log may hold before compaction is considered (it also needs dead > 2 × live).
+pub const COMPACT_MIN_DEAD: u64 = 1 << 20;
+
+/// Owner of the writer thread; closes the store when the last [`MailStore`](super::MailStore)
+/// clone drops.
+pub(super) struct Handle {
+    /// State shared with the writer thread.
+    pub(super) shared: Arc<Shared>,
+    /// The writer, taken and joined by the first `close`; the lock makes later closes wait.
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Handle {
+    /// Runs `writer` on its own thread, which this handle then owns.
+    pub(super) fn start(shared: Arc<Shared>, writer: Writer) -> io::Result<Handle> {
+        let thread = thread::Builder::new()
+            .name("mail-writer".into())
+            .spawn(move || writer.run())?;
+        Ok(Handle {
+            shared,
+            writer: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Marks the store closing, wakes the writer and joins it.
+    pub(super) fn close(&self) {
+        let mut writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(thread) = writer.take() else {
+            return;
+        };
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .closing = true;
+        self.shared.wake.notify_all();
+        if thread.join().is_err() {
+            log::error!("mail store: the writer thread panicked");
+        }
+        log::info!(
+            "mail store closed: {} records made durable with {} fsyncs",
+            self.shared.records.load(Ordering::Relaxed),
+            self.shared.syncs.load(Ordering::Relaxed)
+        );
+    }
+}
+
+impl Drop for Handle {
+    /// The last clone is gone: flush what is queued and stop the writer.
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The writer thread's own state.
+pub(super) struct Writer {
+    /// Shared with callers: where batches come from and acks go.
+    pub(super) shared: Arc<Shared>,
+    /// Directory of the log: compaction's temp file goes here, and it is fsynced after renames.
+    pub(super) dir: PathBuf,
+    /// The open log (each batch seeks to `len`); `None` after a failed reopen (recovery
+    /// reopens it).
+    pub(super) file: Option<File>,
+    /// Length of the log up to the last successful fsync: everything before it is durable.
+    pub(super) len: u64,
+    /// File size: `len` plus zeros written ahead, so that most fsyncs overwrite allocated
+    /// blocks and need no metadata journal commit (the file size does not change).
+    pub(super) allocated: u64,
+    /// The batch being written, swapped with `State::pending` so both buffers are reused.
+    pub(super) batch: Vec<u8>,
+    /// Dead bytes needed before compaction is considered.
+    pub(super) compact_min_dead: u64,
+    /// Log length below which compaction is not retried after a failed attempt.
+    pub(super) compact_not_before: u64,
+    /// Requests in the last committed batch: how many callers may be about to come back.
+    last_batch: usize,
+    /// How long the last fsync took: bounds how long gathering may wait.
+    last_sync: Duration,
+}
+
+impl Writer {
+    /// A writer for the log `file` of length `len` in `dir`.
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        dir: &Path,
+        file: Option<File>,
+        len: u64,
+        compact_min_dead: u64,
+    ) -> Writer {
+        Writer {
+            shared,
+            dir: dir.to_path_buf(),
+            file,
+            len,
+            allocated: len,
+            batch: Vec::new(),
+            compact_min_dead,
+            compact_not_before: 0,
+            last_batch: 0,
+            last_sync: Duration::ZERO,
+        }
+    }
+
+    /// The group-commit loop: take all queued records, write, fsync once, ack them all.
+    fn run(mut self) {
+        let _stopped = StopGuard(Arc::clone(&self.shared));
+        loop {
+            let Ok(mut state) = self.shared.state.lock() else {
+                return;
+            };
+            state.wake_at = 1;
+            while state.pending.is_empty() && !state.closing {
+                state = match self.shared.wake.wait(state) {
+                    Ok(state) => state,
+                    Err(_) => return,
+                };
+            }
+            if state.pending.is_empty() {
+                // Closing, and everything queued before it is durable.
+                drop(state);
+                self.trim();
+                return;
+            }
+            let Some(mut state) = self.gather(state) else {
+                return;
+            };
+            // Busy: callers need not wake us, we look at `pending` before sleeping again.
+            state.wake_at = usize::MAX;
+            mem::swap(&mut state.pending, &mut self.batch);
+            let waiters = mem::take(&mut state.waiters);
+            if self.compaction_due(&state) {
+                let snapshot = encode_snapshot(&state.boxes, state.live_bytes);
+                drop(state);
+                self.compact(&snapshot, waiters);
+            } else {
+                drop(state);
+                self.commit(waiters);
+            }
+            self.batch.clear();
+        }
+    }
+
+    /// At a clean close, cuts the zeros written ahead so the file ends where the log does.
+    fn trim(&mut self) {
+        if let Some(file) = self.file.as_mut().filter(|_| self.allocated > self.len) {
+            if let Err(e) = file.set_len(self.len).and_then(|()| file.sync_all()) {
+                log::warn!("mail store: could not trim the preallocated tail: {e}");
+            }
+        }
+    }
+
+    /// Under load, waits briefly for the callers of the last batch to queue their next
+    /// records, so they share the next fsync instead of splitting into two alternating
+    /// batches that each wait for the other's fsync (PostgreSQL's `commit_delay`, applied
+    /// only when the last batch was big). `None` if the lock was poisoned.
+    fn gather<'a>(&self, mut state: MutexGuard<'a, State>) -> Option<MutexGuard<'a, State>> {
+        if self.last_batch < GATHER_MIN {
+            return Some(state);
+        }
+        let deadline = Instant::now() + GATHER_MAX.min(self.last_sync / 2);
+        state.wake_at = self.last_batch;
+        while state.waiters.len() < self.last_batch && !state.closing {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            state = match self.shared.wake.wait_timeout(state, deadline - now) {
+                Ok((state, _)) => state,
+                Err(_) => return None,
+            };
+        }
+        Some(state)
+    }
+
+    /// Appends the batch with one write and one fsync, then acks it; on failure, recovers.
+    pub(super) fn commit(&mut self, waiters: Vec<Waiter>) {
+        match self.append_batch() {
+            Ok(()) => self.ack(waiters),
+            Err(e) => self.recover(waiters, &e),
+        }
+    }
+
+    /// Writes and fsyncs the batch; `len` moves only once the fsync succeeded.
+    fn append_batch(&mut self) -> io::Result<()> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("mail log is not open"))?;
+        let end = self.len + self.batch.len() as u64;
+        if end > self.allocated {
+            // Zeros ahead of the log; replay stops at them and open cuts them off. The fsync
+            // below makes them durable together with the batch.
+            file.seek(SeekFrom::Start(self.allocated))?;
+            let grow = end + PREALLOCATE - self.allocated;
+            io::copy(&mut io::repeat(0).take(grow), file)?;
+            self.allocated += grow;
+        }
+        file.seek(SeekFrom::Start(self.len))?;
+        file.write_all(&self.batch)?;
+        let started = Instant::now();
+        file.sync_data()?;
+        self.last_sync = started.elapsed();
+        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+        self.len += self.batch.len() as u64;
+        Ok(())
+    }
+
+    /// Tells every caller of the batch its record is durable.
+    pub(super) fn ack(&mut self, waiters: Vec<Waiter>) {
+        self.last_batch = waiters.len();
+        self.shared
+            .records
+            .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+        for waiter in waiters {
+            // The caller may have stopped waiting; the record is durable regardless.
+            let _ = waiter.send(Ok(()));
+        }
+    }
+
+    /// A write failed: fail the batch and everything queued after it (their memory effects
+    /// sit on top of the failed ones), cut the log back to what was fsynced and rebuild
+    /// memory from it. If even that fails, the store refuses all further requests.
+    pub(super) fn recover(&mut self, failed: Vec<Waiter>, cause: &io::Error) {
+        log::error!("mail store: writing the log failed, failing the requests in flight: {cause}");
+        let fail = |waiters: Vec<Waiter>| {
+            for waiter in waiters {
+                let _ = waiter.send(Err(io::Error::new(
+                    cause.kind(),
+                    format!("mail log write failed: {cause}"),
+                )));
+            }
+        };
+        fail(failed);
+        let Ok(mut state) = self.shared.state.lock() else {
+            return;
+        };
+        fail(mem::take(&mut state.waiters));
+        state.pending.clear();
+        let log_path = self.dir.join(LOG_NAME);
+        self.file = None;
+        match load_log(&log_path, Some(self.len)) {
+            Ok((file, len, replayed, _)) => {
+                self.file = Some(file);
+                self.len = len;
+                self.allocated = len;
+                state.boxes = replayed.boxes;
+                state.live_bytes = replayed.live_bytes;
+                state.next_id = state.next_id.max(replayed.next_id);
+                log::warn!("mail store: reloaded the mailboxes from the log");
+            }
+            Err(e) => {
+                log::error!("mail store: cannot reload the log, refusing mail from now on: {e}");
+                state.broken = Some(format!("mail log unusable: {e}"));
+            }
+        }
+    }
+}
+
+/// Runs when the writer thread ends for any reason (even a panic): refuses new requests and
+/// drops queued acks, so no caller waits forever.
+struct StopGuard(Arc<Shared>);
+
+impl Drop for StopGuard {
+    /// Marks the store stopped and cancels whatever is still queued.
+    fn drop(&mut self) {
+        let mut state = self
+            .0
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if state.broken.is_none() {
+            state.broken = Some("mail store is closed".into());
+        }
+        state.waiters.clear();
+        state.pending.clear();
+    }
+}
