@@ -26,6 +26,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Largest message payload in bytes.
     pub max_message: usize,
+    /// Join/leave notices are sent only while at most this many names are taken: past it
+    /// each join would cost a notice to everyone (an easy amplification attack).
+    pub notice_limit: usize,
 }
 
 impl Default for Config {
@@ -41,6 +44,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(120),
             max_connections: 16_384,
             max_message: protocol::DEFAULT_MAX_MESSAGE,
+            notice_limit: 1000,
         }
     }
 }

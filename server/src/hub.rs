@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use log::info;
 
@@ -24,7 +25,7 @@ pub struct Conn {
     /// Unique for the life of the server.
     pub id: u64,
     /// `#id fd=N peer=ADDR`, for logs.
-    pub label: String,
+    pub label: Arc<str>,
     /// Peer address.
     pub peer: SocketAddr,
     /// How to encode what is sent to it.
@@ -33,6 +34,27 @@ pub struct Conn {
     pub outbox: Arc<Outbox>,
     /// Whether it speaks only the strict mailbox dialect: no server notices, ever.
     pub quiet: bool,
+    /// When it was last heard from, for the idle sweep.
+    pub liveness: Liveness,
+}
+
+/// When a connection last sent anything, and whether it owes an answer to a ping.
+#[derive(Debug)]
+pub struct Liveness {
+    /// Milliseconds since the hub started, at the last read.
+    heard_ms: AtomicU64,
+    /// A `* PING` went out and nothing came back yet.
+    pinged: AtomicBool,
+}
+
+impl Liveness {
+    /// Heard from at `now_ms`.
+    pub fn new(now_ms: u64) -> Liveness {
+        Liveness {
+            heard_ms: AtomicU64::new(now_ms),
+            pinged: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Conn {
@@ -103,6 +125,8 @@ pub struct Hub {
     open: AtomicUsize,
     /// Source of connection ids.
     next_id: AtomicU64,
+    /// Zero point of the liveness clock.
+    epoch: Instant,
 }
 
 impl Hub {
@@ -116,6 +140,7 @@ impl Hub {
             conns: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
+            epoch: Instant::now(),
         }
     }
 
@@ -153,9 +178,10 @@ impl Hub {
         self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Tries to give `name` to `conn`; on success tells everyone else.
+    /// Tries to give `name` to `conn`; on success tells everyone else (while the room is
+    /// within the notice limit).
     pub fn join(&self, conn: &Arc<Conn>, name: &Name<'static>) -> Joined {
-        {
+        let count = {
             let Ok(mut users) = self.users.write() else {
                 return Joined::Full;
             };
@@ -166,28 +192,32 @@ impl Hub {
                 return Joined::Full;
             }
             users.insert(name.clone(), conn.clone());
+            users.len()
+        };
+        info!("{} joined as {name} ({count} users)", conn.label);
+        if count <= self.config.notice_limit {
+            self.broadcast(conn.id, &Reply::Joined(name.as_str()));
         }
-        info!(
-            "{} joined as {name} ({} users)",
-            conn.label,
-            self.user_count()
-        );
-        self.broadcast(conn.id, &Reply::Joined(name.as_str()));
         Joined::Yes
     }
 
     /// Frees `name` if `conn` holds it, and tells everyone.
     pub fn leave(&self, conn: &Conn, name: &Name<'static>) {
-        let removed = match self.users.write() {
+        let remaining = match self.users.write() {
             Ok(mut users) => match users.get(name.as_str()) {
-                Some(holder) if holder.id == conn.id => users.remove(name.as_str()).is_some(),
-                _ => false,
+                Some(holder) if holder.id == conn.id => {
+                    users.remove(name.as_str());
+                    Some(users.len())
+                }
+                _ => None,
             },
-            Err(_) => false,
+            Err(_) => None,
         };
-        if removed {
+        if let Some(remaining) = remaining {
             info!("{} left; {name} is free", conn.label);
-            self.broadcast(conn.id, &Reply::Left(name.as_str()));
+            if remaining < self.config.notice_limit {
+                self.broadcast(conn.id, &Reply::Left(name.as_str()));
+            }
         }
     }
 
@@ -236,6 +266,42 @@ impl Hub {
         for conn in users.values() {
             if conn.id != except {
                 let _ = conn.outbox.push(encoded.bytes(conn.framing));
+            }
+        }
+    }
+
+    /// Milliseconds since the hub started.
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Records that `conn` sent something.
+    pub fn heard(&self, conn: &Conn) {
+        conn.liveness
+            .heard_ms
+            .store(self.now_ms(), Ordering::Relaxed);
+        conn.liveness.pinged.store(false, Ordering::Relaxed);
+    }
+
+    /// One pass of the idle check: a connection silent for the idle time gets `* PING`; one
+    /// still silent after twice that is dropped. (The strict mailbox door is never pinged,
+    /// only dropped.) One sweep over all connections replaces a timer per connection.
+    pub fn sweep(&self) {
+        let idle = self.config.idle_timeout.as_millis() as u64;
+        let now = self.now_ms();
+        let conns: Vec<Arc<Conn>> = match self.conns.lock() {
+            Ok(conns) => conns.values().cloned().collect(),
+            Err(_) => return,
+        };
+        for conn in conns {
+            let silent = now.saturating_sub(conn.liveness.heard_ms.load(Ordering::Relaxed));
+            if silent >= 2 * idle {
+                conn.outbox.evict("ping timeout");
+            } else if silent >= idle
+                && !conn.quiet
+                && !conn.liveness.pinged.swap(true, Ordering::Relaxed)
+            {
+                let _ = conn.send(&Reply::Ping);
             }
         }
     }

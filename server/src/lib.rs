@@ -2,8 +2,8 @@
 //!
 //! Layout, one layer per file:
 //! * [`server`]: listeners and the accept loop; [`run`] is the entry point.
-//! * [`connection`]: one connection's I/O: framing detection, message splitting, idle pings,
-//!   flood control, and the two dialects' loops (chat port, strict mailbox door).
+//! * [`connection`]: one connection's life: framing detection, flood control, and the two
+//!   dialects' loops (chat port, strict mailbox door); [`reader`] splits its messages.
 //! * [`session`]: the chat-port dialect: what each command does for one connection.
 //! * [`hub`]: shared names and connections, and fan-out.
 //! * [`outbox`]: each connection's byte-bounded send queue and its writer.
@@ -18,6 +18,7 @@ pub mod connection;
 pub mod flood;
 pub mod hub;
 pub mod outbox;
+pub mod reader;
 pub mod registry;
 pub mod rt;
 pub mod server;

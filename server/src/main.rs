@@ -50,6 +50,9 @@ struct Args {
     /// Most open connections.
     #[arg(long, default_value_t = Config::default().max_connections)]
     max_connections: usize,
+    /// Join/leave notices are sent only while at most this many names are taken.
+    #[arg(long, default_value_t = Config::default().notice_limit)]
+    notice_limit: usize,
     /// Threads that run connection tasks (1 is fastest on small machines; see the README).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         send_queue: args.send_queue,
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         max_connections: args.max_connections,
+        notice_limit: args.notice_limit,
         ..Config::default()
     };
     let shutdown = Shutdown::new();

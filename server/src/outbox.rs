@@ -21,6 +21,9 @@ use protocol::{Framing, Reply};
 
 use crate::rt::{self, TcpStream};
 
+/// A drained buffer up to this size is kept for the next message.
+const KEEP_CAPACITY: usize = 1024;
+
 /// What happens to the connection once its buffer is empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -315,8 +318,12 @@ impl Outbox {
 /// Resets a fully written buffer and gives its memory back: most connections are idle most
 /// of the time, and an allocation per flush is cheap next to the write it follows.
 fn drained(st: &mut State) {
-    st.buf = Vec::new();
     st.sent = 0;
+    if st.buf.capacity() > KEEP_CAPACITY {
+        st.buf = Vec::new();
+    } else {
+        st.buf.clear();
+    }
 }
 
 /// The list of outboxes with unsent bytes, and the task that writes them.

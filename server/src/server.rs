@@ -35,6 +35,7 @@ pub async fn run(
     let services = Arc::new(Services::open(&config.data_dir, config.mailbox_cap)?);
     let hub = Arc::new(Hub::new(config, shutdown.clone()));
     rt::spawn(hub.flusher.clone().run());
+    rt::spawn(sweep_loop(hub.clone()));
     let tasks = Tasks::new();
     let mut listeners = vec![(chat, Door::Chat)];
     listeners.extend(mailbox.map(|l| (l, Door::Mailbox)));
@@ -58,6 +59,18 @@ pub async fn run(
     services.store.close();
     info!("stopped");
     Ok(())
+}
+
+/// Runs the hub's idle check a few times per idle period until shutdown.
+async fn sweep_loop(hub: Arc<Hub>) {
+    let every =
+        (hub.config.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        match select(pin!(rt::sleep(every)), pin!(hub.shutdown.wait())).await {
+            Either::Left(_) => hub.sweep(),
+            Either::Right(_) => return,
+        }
+    }
 }
 
 /// Accepts connections on `listener` until shutdown.
