@@ -452,7 +452,7 @@ fn thousand_concurrent_connections_all_greeted() {
     want.sort();
     assert_eq!(listed, want);
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        started.elapsed() < Duration::from_secs(10) * chat_tests::TIME_FACTOR,
         "1,000 connections took {:?}",
         started.elapsed()
     );
@@ -463,7 +463,7 @@ fn thousand_concurrent_connections_all_greeted() {
 #[test]
 fn slow_reader_is_cut_off_while_others_keep_chatting() {
     const MESSAGES: usize = 50_000;
-    const MAX_LATENCY: Duration = Duration::from_secs(2);
+    let max_latency = Duration::from_secs(2) * chat_tests::TIME_FACTOR;
     let s = Server::start(&["--flood-rate", "0"]);
     let mut slow = s.framed();
     slow.join("slow");
@@ -475,9 +475,9 @@ fn slow_reader_is_cut_off_while_others_keep_chatting() {
     y.join("y");
     flooder.expect_lines(&["* x joined", "* y joined"]);
     x.expect("* y joined");
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", windows))]
     let rss_before = chat_tests::rss_kib(s.pid());
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", windows))]
     let mut rss_max = rss_before;
 
     // The flood: one thread writes 50,000 direct messages to `slow` as fast as it can, another
@@ -546,7 +546,7 @@ fn slow_reader_is_cut_off_while_others_keep_chatting() {
         assert_eq!(recv_noting_left(&mut x, 0), format!("y SENT pong {rounds}"));
         worst = worst.max(t.elapsed());
         rounds += 1;
-        #[cfg(target_os = "linux")]
+        #[cfg(any(target_os = "linux", windows))]
         {
             rss_max = rss_max.max(chat_tests::rss_kib(s.pid()));
         }
@@ -588,10 +588,10 @@ fn slow_reader_is_cut_off_while_others_keep_chatting() {
     }
     assert!(next < MESSAGES, "the slow client got all {next} messages");
     assert!(
-        worst < MAX_LATENCY,
+        worst < max_latency,
         "a round trip between x and y took {worst:?} during the flood ({rounds} rounds)"
     );
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", windows))]
     {
         let growth = rss_max.saturating_sub(rss_before);
         assert!(
@@ -600,4 +600,71 @@ fn slow_reader_is_cut_off_while_others_keep_chatting() {
         );
     }
     s.assert_chats();
+}
+
+/// The status logs name each client by its socket (the descriptor on Unix, the socket handle
+/// on Windows) and its peer address, on every line about that connection.
+#[test]
+fn status_logs_name_the_socket_and_the_peer() {
+    let s = Server::start(&[]);
+    let mut c = s.line();
+    c.join("logged");
+    let peer = c.stream().local_addr().expect("the client's address");
+    let connected = format!(" peer={peer} connected");
+    assert!(
+        s.wait_log(&connected, chat_tests::TIMEOUT),
+        "no log line ends in {connected:?}; the server logged:\n{}",
+        s.logs().join("\n")
+    );
+    let line = s
+        .logs()
+        .into_iter()
+        .find(|l| l.contains(&connected))
+        .expect("the line just seen");
+    let socket = line[..line.find(&connected).expect("just found")]
+        .rsplit(' ')
+        .next()
+        .expect("rsplit yields at least one piece");
+    let kind = if cfg!(windows) { "socket=" } else { "fd=" };
+    let number = socket.strip_prefix(kind).unwrap_or_else(|| {
+        panic!("the connection is named {socket:?} in {line:?}, not {kind}<number>")
+    });
+    assert!(
+        !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()),
+        "{socket:?} in {line:?} is not {kind}<number>"
+    );
+    let joined = format!("{socket} peer={peer} joined as logged");
+    assert!(
+        s.wait_log(&joined, chat_tests::TIMEOUT),
+        "no log line contains {joined:?}; the server logged:\n{}",
+        s.logs().join("\n")
+    );
+}
+
+/// `--notice-limit 2`: a join is announced when the room has at most two names after it, a
+/// leave when it had at most two before it. A third name comes and goes silently, and
+/// announcements resume once the room is small again.
+#[test]
+fn join_and_leave_notices_stop_past_the_notice_limit() {
+    let s = Server::start(&["--notice-limit", "2"]);
+    let mut a = s.client(Framing::Line);
+    a.join("A");
+    let mut b = s.client(Framing::Framed);
+    b.join("B");
+    a.expect("* B joined");
+    let mut c = s.client(Framing::Line);
+    c.join("C");
+    // Three names are taken: past the limit, so neither A nor B hears of C.
+    a.expect_nothing_pending();
+    b.expect_nothing_pending();
+    c.send("QUIT");
+    c.expect("BYE");
+    c.expect_closed_silently();
+    // C left a room of three: as silent as its arrival.
+    a.expect_nothing_pending();
+    b.expect_nothing_pending();
+    // B leaves a room of two: announced again.
+    b.send("QUIT");
+    b.expect("BYE");
+    a.expect("* B left");
 }
