@@ -104,10 +104,17 @@ pub fn syntax(verb: &str) -> Option<&'static str> {
     })
 }
 
+/// Splits at the first space (a byte search: faster than a `char` pattern).
+fn split_space(s: &str) -> Option<(&str, &str)> {
+    let at = s.bytes().position(|b| b == b' ')?;
+    // A space is one byte, so both sides are on character boundaries.
+    Some((&s[..at], &s[at + 1..]))
+}
+
 impl<'a> Command<'a> {
     /// Parses one message's text (already checked to be printable).
     pub fn parse(line: &'a str) -> Result<Command<'a>, ParseError> {
-        let (verb, args) = match line.split_once(' ') {
+        let (verb, args) = match split_space(line) {
             Some((verb, args)) => (verb, Some(args)),
             None => (line, None),
         };
@@ -141,7 +148,7 @@ impl<'a> Command<'a> {
             "REGISTER" => Ok(Command::Register(name(args)?)),
             "MSG" | "MESG" => {
                 let (to, body) = args
-                    .and_then(|a| a.split_once(' '))
+                    .and_then(split_space)
                     .ok_or(fail(ParseErrorKind::Usage(usage)))?;
                 let to = Name::new(to).map_err(|e| fail(ParseErrorKind::Name(e)))?;
                 Ok(Command::Msg {

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use crate::command::ParseErrorKind;
-use crate::frame::{put_message, Framing};
+use crate::frame::{put_message, put_parts, Framing};
 use crate::text::{Name, Sender, Text, TextError};
 
 /// One server message, possibly several lines long.
@@ -167,8 +167,12 @@ impl Reply<'_> {
             Reply::ShutdownRefused => put(format_args!(
                 "Shutdown Refused: the server was started without --allow-shutdown"
             )),
-            Reply::Sent { from, text } => put(format_args!("{from} SENT {text}")),
-            Reply::Bcst { from, text } => put(format_args!("{from} BCST {text}")),
+            Reply::Sent { from, text } => {
+                put_parts(framing, out, &[from, " SENT ", text.as_str()])
+            }
+            Reply::Bcst { from, text } => {
+                put_parts(framing, out, &[from, " BCST ", text.as_str()])
+            }
             Reply::Joined(n) => put(format_args!("* {n} joined")),
             Reply::Left(n) => put(format_args!("* {n} left")),
             Reply::Post {

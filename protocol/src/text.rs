@@ -120,6 +120,7 @@ impl<'a> Text<'a> {
     /// Checks that `s` is printable and has at most `max` characters.
     pub fn new(s: &'a str, max: usize) -> Result<Self, TextError> {
         check_printable(s)?;
+        // Bytes bound characters from above, so most texts skip the count.
         if s.len() > max && s.chars().count() > max {
             return Err(TextError::TooLong(max));
         }
@@ -153,6 +154,10 @@ impl fmt::Display for Text<'_> {
 
 /// Checks that a string has no control characters.
 pub fn check_printable(s: &str) -> Result<(), TextError> {
+    // Fast path: printable ASCII, byte by byte (the common case on the hot path).
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Ok(());
+    }
     match s.chars().find(|c| c.is_control()) {
         Some(c) => Err(TextError::Control(c)),
         None => Ok(()),

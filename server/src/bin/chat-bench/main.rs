@@ -1,0 +1,195 @@
+//! `chat-bench`: load numbers for a running chat server, measured from the client side.
+//!
+//! Point it at your own server (`--addr HOST:PORT`, loopback or LAN) and pick a scenario:
+//!
+//! * `fanout -n N -s S -m M`: N clients JOIN; S of them BCST M messages each; every other
+//!   client must receive each one as `<sender> BCST <payload>`.
+//! * `dm -n N -m M`: clients in pairs (0,1), (2,3)…; each sends M `MSG`s to its partner,
+//!   received as `<sender> SENT <payload>`.
+//! * `idle -n C`: C connections JOIN and stay; with `--server-pid`, the server's memory per
+//!   connection.
+//! * `compose -c C -m M -t T`: C connections LOGIN as distinct users and COMPOSE M messages
+//!   each to T target users, one outstanding per connection (wait for `MESSAGE SENT`); then
+//!   the targets LOGIN and READ everything back, checking that every acknowledged message
+//!   comes back exactly once and in its sender's order. `read` runs only the read-back.
+//!   The server needs `--mailbox-cap` of at least C × M / T and `--max-users` of C + T.
+//!
+//! Every payload is `@@t=<send time, ns> s=<sender> q=<sequence>` (chatload's format), so
+//! latency is measured on one monotonic clock. All connections run on this one thread
+//! (async-std `block_on` over every client); every read and write has a timeout and every
+//! loop is bounded by a count or the phase deadline. A sender is never more than `--window`
+//! messages ahead of its slowest recipient, so an unpaced run measures what the server
+//! sustains, not what the kernel can buffer. Server CPU and memory come from
+//! `/proc/PID/stat` and `/proc/PID/status` (Linux; elsewhere they are not measured).
+//!
+//! Layout: `main.rs` parses the options, holds the payload format and picks the scenario;
+//! `conn.rs` is one client connection (socket, framing, timeouts) and its handshake;
+//! `phase.rs` the start gate, clock and supervisor of a measured phase; `traffic.rs` the
+//! fanout, dm and idle scenarios; `mail.rs` compose and read; `report.rs` the /proc
+//! readings, latency percentiles, error tally and the human and `--json` output.
+
+mod conn;
+mod mail;
+mod phase;
+mod report;
+mod traffic;
+
+use std::cell::Cell;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use async_std::task;
+use clap::{Parser, ValueEnum};
+use protocol::Framing;
+
+/// The workload to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// N clients join; S of them broadcast M messages each.
+    Fanout,
+    /// N clients in pairs exchange M direct messages each.
+    Dm,
+    /// C connections join and stay idle (server memory per connection; raise `ulimit -n`).
+    Idle,
+    /// C users COMPOSE M mailbox messages each, then the targets READ them back (the server
+    /// needs `--mailbox-cap` of at least C×M/T and `--max-users` of at least C+T).
+    Compose,
+    /// Only READ back what a `compose --no-read` run with the same -c/-m/-t left.
+    Read,
+}
+
+/// The command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "chat-bench",
+    version,
+    about = "Load benchmark for a running chat-server"
+)]
+struct Args {
+    /// What to measure.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// The server, HOST:PORT.
+    #[arg(long)]
+    addr: String,
+    /// Clients (fanout, dm) or connections (idle).
+    #[arg(short = 'n', long, default_value_t = 100)]
+    clients: usize,
+    /// Broadcasting clients (fanout).
+    #[arg(short = 's', long, default_value_t = 10)]
+    senders: usize,
+    /// Messages per sender or composer.
+    #[arg(short = 'm', long, default_value_t = 1000)]
+    messages: u64,
+    /// Concurrent composers (compose, read).
+    #[arg(short = 'c', long, default_value_t = 10)]
+    composers: usize,
+    /// Target mailboxes (compose, read); composer i sends its message q to target q mod T.
+    #[arg(short = 't', long, default_value_t = 1)]
+    targets: usize,
+    /// Most messages a sender may be ahead of its slowest recipient.
+    #[arg(long, default_value_t = 128)]
+    window: u64,
+    /// Names are PREFIX0, PREFIX1… (compose: composers PREFIXc0…, targets PREFIXt0…).
+    #[arg(long, default_value = "b")]
+    prefix: String,
+    /// Speak the line framing instead of 4-byte length frames.
+    #[arg(long)]
+    line: bool,
+    /// The server's process id, for its CPU time and memory (Linux /proc).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print one JSON object per run on stdout (the human summary goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Limit on each measured phase, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Limit on connecting and joining, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    setup_timeout: f64,
+    /// End a phase when nothing progressed for this long, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    drain_timeout: f64,
+    /// Pause between "everyone joined" and the first message, milliseconds.
+    #[arg(long, default_value_t = 500)]
+    settle_ms: u64,
+    /// idle: pause before the memory reading, milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    idle_settle_ms: u64,
+    /// Connections being set up at once.
+    #[arg(long, default_value_t = 128)]
+    connect_concurrency: usize,
+    /// compose: skip the read-back.
+    #[arg(long)]
+    no_read: bool,
+    /// Free text copied into the report.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+impl Args {
+    /// The framing to speak: `--line` or 4-byte length frames.
+    fn framing(&self) -> Framing {
+        if self.line {
+            Framing::Line
+        } else {
+            Framing::Framed
+        }
+    }
+
+    /// The framing's name in the report title.
+    fn framing_name(&self) -> &'static str {
+        if self.line {
+            "line"
+        } else {
+            "framed"
+        }
+    }
+}
+
+/// Seconds as a `Duration`; negative values count as zero.
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+/// Adds one to a counter.
+fn inc(c: &Cell<u64>) {
+    c.set(c.get() + 1);
+}
+
+/// `…@@t=<ns> s=<sender> q=<seq>` → what comes before the marker, and the three numbers.
+/// Hand-rolled over bytes: it runs once per delivery. Names cannot contain `@`.
+fn parse_payload(m: &[u8]) -> Option<(&[u8], u64, usize, u64)> {
+    let at = m.iter().position(|&b| b == b'@')?;
+    let rest = m[at..].strip_prefix(b"@@t=")?;
+    let (t, rest) = number(rest)?;
+    let (s, rest) = number(rest.strip_prefix(b" s=")?)?;
+    let (q, rest) = number(rest.strip_prefix(b" q=")?)?;
+    (rest.is_empty() || rest[0] == b' ').then_some((&m[..at], t, s as usize, q))
+}
+
+/// A decimal number at the front of `b` (at most 19 digits), and what follows it.
+fn number(b: &[u8]) -> Option<(u64, &[u8])> {
+    let n = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    let value = b[..n]
+        .iter()
+        .fold(0, |v: u64, &c| v * 10 + u64::from(c - b'0'));
+    (1..=19).contains(&n).then_some((value, &b[n..]))
+}
+
+/// Parses the options, runs the scenario, and exits with failure unless the run was clean.
+fn main() -> ExitCode {
+    let a = Args::parse();
+    let clean = task::block_on(async {
+        match a.scenario {
+            Scenario::Compose | Scenario::Read => mail::mail(&a).await,
+            _ => traffic::traffic(&a).await,
+        }
+    });
+    if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
