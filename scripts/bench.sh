@@ -128,15 +128,16 @@ sync_start() {
     esac
     [ -z "$SYNC_PID" ] || sleep 0.5 # let the counter attach
 }
-sync_stop() {
+sync_stop() { # sets SYNCS (empty when not counted)
     local file=$1
-    [ -n "$SYNC_PID" ] || { echo ""; return 0; }
+    SYNCS=""
+    [ -n "$SYNC_PID" ] || return 0
     kill -INT "$SYNC_PID" 2>/dev/null || true
     wait "$SYNC_PID" 2>/dev/null || true
     SYNC_PID=""
     case $SYNC_TOOL in
-        perf) awk -F, '$3 ~ /sync/ && $1 ~ /^[0-9]+$/ { n += $1 } END { print n + 0 }' "$file" ;;
-        strace) awk '$NF ~ /^f(data)?sync$/ { n += $4 } END { print n + 0 }' "$file" ;;
+        perf) SYNCS=$(awk -F, '$3 ~ /sync/ && $1 ~ /^[0-9]+$/ { n += $1 } END { print n + 0 }' "$file") ;;
+        strace) SYNCS=$(awk '$NF ~ /^f(data)?sync$/ { n += $4 } END { print n + 0 }' "$file") ;;
     esac
 }
 
@@ -165,12 +166,12 @@ compose() {
     start_server "$name" --mailbox-cap 10000000 || return 0
     sync_start "$OUT/$name.syncs"
     bench "$name" compose --no-read -c "$c" -m "$m" -t 1
-    local syncs
-    syncs=$(sync_stop "$OUT/$name.syncs")
+    sync_stop "$OUT/$name.syncs"
+    local syncs=$SYNCS
     sync_start "$OUT/read$c.syncs"
     bench "read$c" read -c "$c" -m "$m" -t 1
-    local rsyncs
-    rsyncs=$(sync_stop "$OUT/read$c.syncs")
+    sync_stop "$OUT/read$c.syncs"
+    local rsyncs=$SYNCS
     stop_server
     printf '{"compose": "%s", "read": "%s", "tool": "%s"}\n' "$syncs" "$rsyncs" "$SYNC_TOOL" > "$OUT/$name.syncs.json"
     grep -i 'syncs' "$OUT/$name.server.log" | tail -3 > "$OUT/$name.server-syncs.txt" || true

@@ -92,6 +92,7 @@ pub async fn serve(
         },
         hub.flusher.clone(),
     );
+    reader.watch(outbox.closed());
     let conn = Arc::new(Conn {
         id,
         label,

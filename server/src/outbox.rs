@@ -15,12 +15,15 @@ use std::net::Shutdown;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures::channel::oneshot;
 use log::{debug, warn};
 
 use protocol::{Framing, Reply};
 
 use crate::rt::{self, TcpStream};
 
+/// Unsent bytes that are written at once instead of waiting for the flusher's pass.
+const WRITE_AT: usize = 4096;
 /// A drained buffer up to this size is kept for the next message.
 const KEEP_CAPACITY: usize = 1024;
 
@@ -50,6 +53,8 @@ struct State {
     phase: Phase,
     /// Why the connection was evicted.
     reason: Option<String>,
+    /// Dropped when the connection closes, which wakes its reader (see [`Outbox::closed`]).
+    closer: Option<oneshot::Sender<()>>,
 }
 
 /// The sending side of a connection, shared by everyone who sends to it.
@@ -108,6 +113,7 @@ impl Outbox {
                 writing: false,
                 phase: Phase::Open,
                 reason: None,
+                closer: None,
             }),
             cap: settings.cap,
             stream,
@@ -134,12 +140,19 @@ impl Outbox {
         }
         let before = st.buf.len();
         render(&mut st.buf);
-        if st.buf.len() - st.sent > self.cap {
+        let unsent = st.buf.len() - st.sent;
+        if unsent > self.cap {
             st.buf.truncate(before);
             self.evict_locked(st, "send queue full");
             return Err(PushError::Overflow);
         }
-        self.schedule(st);
+        if unsent >= WRITE_AT && !st.writing {
+            // A full write's worth: send it now rather than let every recipient of a busy
+            // fan-out hold a large buffer until the flusher's pass.
+            self.write_now(st);
+        } else {
+            self.schedule(st);
+        }
         Ok(())
     }
 
@@ -203,6 +216,25 @@ impl Outbox {
         self.close_if_drained(&mut st);
     }
 
+    /// Completes once the connection is closed (evicted, finished, or its socket failed).
+    /// The reader waits on it beside the socket: on Windows, shutting a socket down does not
+    /// wake a read already waiting on it (rust-lang/rust#121594), so without it an evicted,
+    /// timed-out or quitting connection would hold its name until the peer spoke or left.
+    pub fn closed(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let mut st = self.lock();
+        if st.phase != Phase::Closed {
+            st.closer = Some(tx);
+        }
+        rx
+    }
+
+    /// Shuts the socket down and wakes the reader.
+    fn shut(&self, st: &mut State) {
+        st.closer = None;
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
     /// Closes the connection now for `reason`.
     pub fn evict(&self, reason: &str) {
         let st = self.lock();
@@ -226,7 +258,7 @@ impl Outbox {
             Reply::Error(reason).render(self.framing, &mut notice);
             let _ = rt::try_write(&self.stream, &notice);
         }
-        let _ = self.stream.shutdown(Shutdown::Both);
+        self.shut(&mut st);
     }
 
     /// Shuts the socket down if the connection is finishing and nothing is left to write.
@@ -235,7 +267,7 @@ impl Outbox {
             st.phase = Phase::Closed;
             st.buf = Vec::new();
             st.sent = 0;
-            let _ = self.stream.shutdown(Shutdown::Both);
+            self.shut(st);
         }
     }
 
@@ -246,6 +278,12 @@ impl Outbox {
         if st.writing || st.phase == Phase::Closed {
             return;
         }
+        self.write_now(st);
+    }
+
+    /// The direct write: everything unsent, without waiting. What the socket does not take
+    /// goes to a writer task; a drained buffer closes a finishing connection.
+    fn write_now(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
         while st.sent < st.buf.len() {
             let from = st.sent;
             match rt::try_write(&self.stream, &st.buf[from..]) {
@@ -261,7 +299,7 @@ impl Outbox {
                     st.phase = Phase::Closed;
                     st.buf = Vec::new();
                     st.sent = 0;
-                    let _ = self.stream.shutdown(Shutdown::Both);
+                    self.shut(&mut st);
                     return;
                 }
             }
@@ -307,7 +345,7 @@ impl Outbox {
                     st.writing = false;
                     st.phase = Phase::Closed;
                     st.buf = Vec::new();
-                    let _ = self.stream.shutdown(Shutdown::Both);
+                    self.shut(&mut st);
                     return;
                 }
             }

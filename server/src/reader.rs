@@ -11,6 +11,7 @@ use std::pin::pin;
 use std::time::Duration;
 
 use async_std::io::ReadExt;
+use futures::channel::oneshot;
 use futures::future::{select, Either};
 use log::info;
 
@@ -23,6 +24,8 @@ use crate::rt::{self, TcpStream};
 const INITIAL_BUFFER: usize = 128;
 /// Largest buffer for a busy connection: many commands per read.
 const BUSY_BUFFER: usize = 16 * 1024;
+/// Messages one connection handles before its task lets the others run.
+const MESSAGES_PER_TURN: u32 = 64;
 
 /// What the reader found.
 pub enum Next<'a> {
@@ -48,6 +51,10 @@ pub struct Reader {
     decoder: Decoder,
     /// Bytes the last read returned (a quiet peer's buffer shrinks back).
     last_read: usize,
+    /// Completes when our side closes the connection ([`crate::outbox::Outbox::closed`]).
+    closed: Option<oneshot::Receiver<()>>,
+    /// Messages returned since the task last let the others run.
+    streak: u32,
 }
 
 impl Reader {
@@ -60,12 +67,32 @@ impl Reader {
             end: 0,
             decoder: Decoder::new(Framing::Line, limit),
             last_read: 0,
+            closed: None,
+            streak: 0,
         }
     }
 
     /// Sets the framing once it is known.
     pub fn set_framing(&mut self, framing: Framing) {
         self.decoder.framing = framing;
+    }
+
+    /// From now on a read also ends (as at the end of the stream) when `closed` completes.
+    pub fn watch(&mut self, closed: oneshot::Receiver<()>) {
+        self.closed = Some(closed);
+    }
+
+    /// Reads once, or `Ok(0)` as soon as our side has closed the connection.
+    async fn read_or_closed(&mut self) -> io::Result<usize> {
+        let Some(mut closed) = self.closed.take() else {
+            return self.read_some().await;
+        };
+        let result = match select(pin!(self.read_some()), &mut closed).await {
+            Either::Left((result, _)) => result,
+            Either::Right(_) => return Ok(0),
+        };
+        self.closed = Some(closed);
+        result
     }
 
     /// Makes room and reads once; `Ok(0)` is the end of the stream.
@@ -104,6 +131,12 @@ impl Reader {
 
     /// The next message. Every read counts as a sign of life for the idle sweep.
     pub async fn next(&mut self, hub: &Hub, conn: &Conn) -> Next<'_> {
+        // A peer that keeps the socket full never makes a read wait, so its task would never
+        // give way and, on one executor thread, would stall everyone else: take turns.
+        if self.streak >= MESSAGES_PER_TURN {
+            self.streak = 0;
+            rt::yield_now().await;
+        }
         loop {
             match self.decoder.decode(&self.buf[self.start..self.end]) {
                 Ok(Some(m)) => {
@@ -114,12 +147,13 @@ impl Reader {
                     };
                     let to = from + m.payload.len();
                     self.start += m.consumed;
+                    self.streak += 1;
                     return Next::Message(&self.buf[from..to]);
                 }
                 Ok(None) => {}
                 Err(e) => return Next::Fatal(e.to_string()),
             }
-            match self.read_some().await {
+            match self.read_or_closed().await {
                 Ok(0) => {
                     if let Err(e) = self.decoder.finish(&self.buf[self.start..self.end]) {
                         info!("{}: {e}", conn.label);

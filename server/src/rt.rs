@@ -25,6 +25,11 @@ pub async fn sleep(duration: Duration) {
     async_std::task::sleep(duration).await;
 }
 
+/// Lets the other tasks run before this one goes on.
+pub async fn yield_now() {
+    async_std::task::yield_now().await;
+}
+
 /// Runs blocking work (file syncs, renames) off the executor threads.
 pub async fn blocking<F, T>(work: F) -> T
 where

@@ -131,7 +131,13 @@ fn refused_lines_send_nothing() {
     assert!(err.iter().all(|l| l.contains("not sent")), "{err:?}");
     assert!(err[0].contains("Usage: MSG <name> <text>"), "{err:?}");
     assert!(err[5].contains("too long"), "{err:?}");
-    // The server's log shows one MSG from A, and nothing it had to refuse.
+    // The server's log shows one MSG from A, and nothing it had to refuse. (Wait for that
+    // line: B can read the message before the log line comes through the server's pipe.)
+    assert!(
+        s.wait_log("A: MSG to B", chat_tests::TIMEOUT),
+        "{:#?}",
+        s.logs()
+    );
     let logs = s.logs();
     let from_a = |needle: &str| logs.iter().filter(|l| l.contains(needle)).count();
     assert_eq!(from_a("A: MSG to B"), 1, "{logs:#?}");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::{bin, lock, unique, Client, Framing, TempDir};
 
 /// How long a server may take to announce its listening addresses.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
+const START_TIMEOUT: Duration = Duration::from_secs(10 * crate::TIME_FACTOR as u64);
 
 /// Log lines read from the server's output so far, and whether the output has ended.
 #[derive(Default)]
@@ -319,4 +319,58 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|kib| kib.parse().ok())
         .expect("VmRSS in /proc/PID/status")
+}
+
+/// Resident memory of a process in KiB: its working set (`GetProcessMemoryInfo`).
+#[cfg(windows)]
+pub fn rss_kib(pid: u32) -> u64 {
+    use std::ffi::c_void;
+
+    /// `PROCESS_MEMORY_COUNTERS` from psapi.h.
+    #[repr(C)]
+    #[derive(Default)]
+    struct Counters {
+        cb: u32,
+        page_fault_count: u32,
+        peak_working_set_size: usize,
+        working_set_size: usize,
+        quota_peak_paged_pool_usage: usize,
+        quota_paged_pool_usage: usize,
+        quota_peak_non_paged_pool_usage: usize,
+        quota_non_paged_pool_usage: usize,
+        pagefile_usage: usize,
+        peak_pagefile_usage: usize,
+    }
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn OpenProcess(access: u32, inherit: i32, pid: u32) -> *mut c_void;
+        fn K32GetProcessMemoryInfo(process: *mut c_void, counters: *mut Counters, cb: u32) -> i32;
+        fn CloseHandle(handle: *mut c_void) -> i32;
+    }
+    const PROCESS_QUERY_LIMITED_INFORMATION: u32 = 0x1000;
+    const PROCESS_VM_READ: u32 = 0x0010;
+
+    let mut counters = Counters {
+        cb: std::mem::size_of::<Counters>() as u32,
+        ..Counters::default()
+    };
+    // SAFETY: plain Win32 calls: the handle is checked before use and closed once, and
+    // `counters` is a live, writable PROCESS_MEMORY_COUNTERS whose size is passed along.
+    let ok = unsafe {
+        let process = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_VM_READ, 0, pid);
+        assert!(
+            !process.is_null(),
+            "OpenProcess({pid}): {}",
+            std::io::Error::last_os_error()
+        );
+        let ok = K32GetProcessMemoryInfo(process, &mut counters, counters.cb);
+        CloseHandle(process);
+        ok
+    };
+    assert!(
+        ok != 0,
+        "GetProcessMemoryInfo({pid}): {}",
+        std::io::Error::last_os_error()
+    );
+    (counters.working_set_size / 1024) as u64
 }
