@@ -92,11 +92,14 @@ pub async fn serve(
         },
         hub.flusher.clone(),
     );
+    // On Windows, shutting a socket down does not wake a read already waiting on it
+    // (rust-lang/rust#121594), so the reader also waits for the queue to close. Elsewhere the
+    // shutdown itself ends the read, and an idle connection is smaller without the signal.
+    #[cfg(windows)]
     reader.watch(outbox.closed());
     let conn = Arc::new(Conn {
         id,
         label,
-        peer,
         framing,
         outbox,
         quiet: door == Door::Mailbox,

@@ -6,7 +6,6 @@
 //! fan-out runs on whichever executor thread received the message.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -26,8 +25,6 @@ pub struct Conn {
     pub id: u64,
     /// `#id fd=N peer=ADDR`, for logs.
     pub label: Arc<str>,
-    /// Peer address.
-    pub peer: SocketAddr,
     /// How to encode what is sent to it.
     pub framing: Framing,
     /// Its outgoing queue.

@@ -217,9 +217,9 @@ impl Outbox {
     }
 
     /// Completes once the connection is closed (evicted, finished, or its socket failed).
-    /// The reader waits on it beside the socket: on Windows, shutting a socket down does not
-    /// wake a read already waiting on it (rust-lang/rust#121594), so without it an evicted,
-    /// timed-out or quitting connection would hold its name until the peer spoke or left.
+    /// On Windows the reader waits on it beside the socket: shutting a socket down there does
+    /// not wake a read already waiting on it (rust-lang/rust#121594), so without it an
+    /// evicted, timed-out or quitting connection would hold its name until the peer spoke.
     pub fn closed(&self) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         let mut st = self.lock();
