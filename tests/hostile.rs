@@ -315,3 +315,63 @@ fn out_of_file_descriptors_in_the_accept_loop() {
     }
     s.assert_alive();
 }
+
+/// A flood of commands: the first `--flood-burst` are answered at once, the rest at
+/// `--flood-rate`, and a client that keeps it up for `--flood-grace` seconds is disconnected
+/// with `* ERROR flooding`. Everyone else chats on meanwhile.
+#[test]
+fn flooder_is_slowed_then_disconnected() {
+    let s = Server::start(&[
+        "--flood-rate",
+        "50",
+        "--flood-burst",
+        "10",
+        "--flood-grace",
+        "1",
+    ]);
+    let mut calm = s.line();
+    calm.join("calm");
+    let mut flooder = s.line();
+    flooder.join("flooder");
+    calm.expect("* flooder joined");
+    let started = std::time::Instant::now();
+    flooder.send_raw(&b"PING\n".repeat(2000));
+    let got = flooder.expect_closed();
+    let elapsed = started.elapsed();
+    let (last, pongs) = got.split_last().expect("something before the close");
+    assert_eq!(last, "* ERROR flooding", "{got:?}");
+    assert!(pongs.iter().all(|m| m == "PONG"), "{got:?}");
+    // Slowed: the burst, then about 50 a second for the one-second grace; nowhere near 2000.
+    assert!(
+        (10..=150).contains(&pongs.len()),
+        "{} PONGs before the disconnect",
+        pongs.len()
+    );
+    assert!(
+        elapsed >= std::time::Duration::from_millis(700),
+        "disconnected after {elapsed:?}, before the grace ran out"
+    );
+    calm.expect("* flooder left");
+    s.assert_chats();
+}
+
+/// `--max-connections 2`: a third connection is told why and closed; once one of the two
+/// leaves, a new connection is served again.
+#[test]
+fn connections_past_the_limit_are_refused_with_a_reason() {
+    let s = Server::start(&["--max-connections", "2"]);
+    let mut a = s.line();
+    a.join("a");
+    let mut b = s.framed();
+    b.join("b");
+    a.expect("* b joined");
+    let mut refused = s.line();
+    assert_eq!(refused.expect_closed(), ["* ERROR too many connections"]);
+    b.send("QUIT");
+    b.expect("BYE");
+    b.expect_closed_silently();
+    a.expect("* b left");
+    let mut c = s.line();
+    c.join("c");
+    a.expect("* c joined");
+}

@@ -18,6 +18,8 @@ pub struct Config {
     pub flood_rate: u32,
     /// Messages one connection may send at once before the rate applies.
     pub flood_burst: u32,
+    /// How long a connection may stay over the rate before it is disconnected.
+    pub flood_grace: Duration,
     /// Most bytes waiting to be sent to one client before it is evicted.
     pub send_queue: usize,
     /// Silence after which a client is pinged, and again after which it is dropped.
@@ -40,6 +42,7 @@ impl Default for Config {
             allow_shutdown: false,
             flood_rate: 100,
             flood_burst: 200,
+            flood_grace: Duration::from_secs(10),
             send_queue: 1 << 20,
             idle_timeout: Duration::from_secs(120),
             max_connections: 16_384,

@@ -142,7 +142,12 @@ async fn pace(bucket: &mut Option<TokenBucket>, conn: &Conn) -> bool {
 /// The chat-port loop.
 async fn chat(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, reader: &mut Reader) {
     let config = &hub.config;
-    let mut bucket = TokenBucket::new(config.flood_rate, config.flood_burst, Instant::now());
+    let mut bucket = TokenBucket::new(
+        config.flood_rate,
+        config.flood_burst,
+        config.flood_grace,
+        Instant::now(),
+    );
     let mut session = Session::new(hub.clone(), services.clone(), conn.clone());
     loop {
         match reader.next(hub, conn).await {
@@ -173,7 +178,12 @@ async fn chat(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, reader
 /// The strict mailbox door: exactly seed 001, and any error drops the connection at once.
 async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, reader: &mut Reader) {
     let config = &hub.config;
-    let mut bucket = TokenBucket::new(config.flood_rate, config.flood_burst, Instant::now());
+    let mut bucket = TokenBucket::new(
+        config.flood_rate,
+        config.flood_burst,
+        config.flood_grace,
+        Instant::now(),
+    );
     let mut user: Option<Name<'static>> = None;
     let mut compose_to: Option<Name<'static>> = None;
     loop {

@@ -3,13 +3,10 @@
 //!
 //! Every received message takes a token; tokens refill at `rate` per second up to `burst`.
 //! A connection that runs dry is slowed: the server stops reading from it until its debt is
-//! repaid, so TCP pushes back on the sender. One that stays over the rate for
-//! [`GRACE_SECS`] seconds straight (every message had to wait) is disconnected.
+//! repaid, so TCP pushes back on the sender. One that stays over the rate for the grace
+//! period straight (every message had to wait) is disconnected.
 
 use std::time::{Duration, Instant};
-
-/// Seconds of sustained flooding tolerated before disconnecting.
-pub const GRACE_SECS: u32 = 10;
 
 /// What to do with the message that just arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +37,9 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    /// A full bucket; `None` when `rate` is 0 (flood control off).
-    pub fn new(rate: u32, burst: u32, now: Instant) -> Option<TokenBucket> {
+    /// A full bucket that tolerates `grace` of sustained flooding; `None` when `rate` is 0
+    /// (flood control off).
+    pub fn new(rate: u32, burst: u32, grace: Duration, now: Instant) -> Option<TokenBucket> {
         if rate == 0 {
             return None;
         }
@@ -52,7 +50,7 @@ impl TokenBucket {
             tokens: burst,
             last: now,
             streak: 0,
-            limit: u64::from(rate) * u64::from(GRACE_SECS),
+            limit: (f64::from(rate) * grace.as_secs_f64()).ceil() as u64,
         })
     }
 
@@ -78,15 +76,17 @@ impl TokenBucket {
 mod tests {
     use super::*;
 
+    const GRACE: Duration = Duration::from_secs(10);
+
     #[test]
     fn off_when_rate_is_zero() {
-        assert!(TokenBucket::new(0, 10, Instant::now()).is_none());
+        assert!(TokenBucket::new(0, 10, GRACE, Instant::now()).is_none());
     }
 
     #[test]
     fn burst_then_slowed_then_disconnected() {
         let t0 = Instant::now();
-        let mut b = TokenBucket::new(10, 5, t0).unwrap();
+        let mut b = TokenBucket::new(10, 5, GRACE, t0).unwrap();
         for _ in 0..5 {
             assert_eq!(b.take(t0), Verdict::Go);
         }
@@ -95,10 +95,10 @@ mod tests {
             panic!("expected a wait")
         };
         assert!((w.as_secs_f64() - 0.1).abs() < 1e-9);
-        // A flooder that always waits exactly its debt is disconnected after GRACE_SECS.
+        // A flooder that always waits exactly its debt is disconnected after the grace.
         let mut now = t0 + w;
         let mut verdict = Verdict::Go;
-        for _ in 0..=(10 * GRACE_SECS) {
+        for _ in 0..=(10 * GRACE.as_secs()) {
             verdict = b.take(now);
             match verdict {
                 Verdict::Wait(w) => now += w,
@@ -111,7 +111,7 @@ mod tests {
     #[test]
     fn a_pause_forgives() {
         let t0 = Instant::now();
-        let mut b = TokenBucket::new(10, 5, t0).unwrap();
+        let mut b = TokenBucket::new(10, 5, GRACE, t0).unwrap();
         for _ in 0..5 {
             b.take(t0);
         }

@@ -41,6 +41,9 @@ struct Args {
     /// Commands one connection may send at once before the rate applies.
     #[arg(long, default_value_t = Config::default().flood_burst)]
     flood_burst: u32,
+    /// Seconds a connection may stay over the flood rate before it is disconnected.
+    #[arg(long, default_value_t = Config::default().flood_grace.as_secs())]
+    flood_grace: u64,
     /// Bytes that may wait to be sent to one client before it is disconnected.
     #[arg(long, default_value_t = Config::default().send_queue)]
     send_queue: usize,
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         allow_shutdown: args.allow_shutdown,
         flood_rate: args.flood_rate,
         flood_burst: args.flood_burst,
+        flood_grace: Duration::from_secs(args.flood_grace),
         send_queue: args.send_queue,
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         max_connections: args.max_connections,
