@@ -167,12 +167,8 @@ impl Reply<'_> {
             Reply::ShutdownRefused => put(format_args!(
                 "Shutdown Refused: the server was started without --allow-shutdown"
             )),
-            Reply::Sent { from, text } => {
-                put_parts(framing, out, &[from, " SENT ", text.as_str()])
-            }
-            Reply::Bcst { from, text } => {
-                put_parts(framing, out, &[from, " BCST ", text.as_str()])
-            }
+            Reply::Sent { from, text } => put_parts(framing, out, &[from, " SENT ", text.as_str()]),
+            Reply::Bcst { from, text } => put_parts(framing, out, &[from, " BCST ", text.as_str()]),
             Reply::Joined(n) => put(format_args!("* {n} joined")),
             Reply::Left(n) => put(format_args!("* {n} left")),
             Reply::Post {
