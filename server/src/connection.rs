@@ -13,6 +13,7 @@ use log::{info, warn};
 use protocol::text::payload_str;
 use protocol::{Framing, MailCommand, Name, Reply};
 
+use crate::config::Config;
 use crate::flood::{TokenBucket, Verdict};
 use crate::hub::{Conn, Hub, Liveness};
 use crate::outbox::{Outbox, Settings};
@@ -121,6 +122,16 @@ pub async fn serve(
     drop(guard);
 }
 
+/// A fresh flood-control bucket with the configured limits (`None`: flood control off).
+fn flood_bucket(config: &Config) -> Option<TokenBucket> {
+    TokenBucket::new(
+        config.flood_rate,
+        config.flood_burst,
+        config.flood_grace,
+        Instant::now(),
+    )
+}
+
 /// Applies flood control to one message; `false` means the connection was dropped for it.
 async fn pace(bucket: &mut Option<TokenBucket>, conn: &Conn) -> bool {
     let Some(bucket) = bucket else {
@@ -141,13 +152,7 @@ async fn pace(bucket: &mut Option<TokenBucket>, conn: &Conn) -> bool {
 
 /// The chat-port loop.
 async fn chat(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, reader: &mut Reader) {
-    let config = &hub.config;
-    let mut bucket = TokenBucket::new(
-        config.flood_rate,
-        config.flood_burst,
-        config.flood_grace,
-        Instant::now(),
-    );
+    let mut bucket = flood_bucket(&hub.config);
     let mut session = Session::new(hub.clone(), services.clone(), conn.clone());
     loop {
         match reader.next(hub, conn).await {
@@ -177,13 +182,7 @@ async fn chat(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, reader
 
 /// The strict mailbox door: exactly seed 001, and any error drops the connection at once.
 async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, reader: &mut Reader) {
-    let config = &hub.config;
-    let mut bucket = TokenBucket::new(
-        config.flood_rate,
-        config.flood_burst,
-        config.flood_grace,
-        Instant::now(),
-    );
+    let mut bucket = flood_bucket(&hub.config);
     let mut user: Option<Name<'static>> = None;
     let mut compose_to: Option<Name<'static>> = None;
     loop {
