@@ -668,3 +668,31 @@ fn join_and_leave_notices_stop_past_the_notice_limit() {
     b.expect("BYE");
     a.expect("* B left");
 }
+
+/// `chat-server` without a port prints a usage statement and exits non-zero (seed 004), and
+/// so does `chat-client` without a host and port; neither starts anything.
+#[test]
+fn missing_arguments_print_usage_and_fail() {
+    for (name, usage) in [
+        ("chat-server", "Usage: chat-server"),
+        ("chat-client", "Usage: chat-client"),
+    ] {
+        let out = std::process::Command::new(chat_tests::bin(name))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run the binary");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name} exited {:?}", out.status);
+        assert!(stderr.contains(usage), "{name} printed: {stderr}");
+    }
+    let out = std::process::Command::new(chat_tests::bin("chat-server"))
+        .arg("not-a-port")
+        .output()
+        .expect("run chat-server");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("invalid value 'not-a-port' for '<PORT>'"),
+        "{stderr}"
+    );
+}
