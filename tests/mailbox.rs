@@ -601,3 +601,21 @@ fn shutdown_with_the_flag_notifies_everyone_and_keeps_messages() {
     b.send("READ");
     b.expect("READ ERROR");
 }
+
+/// The strict door never pings (seed 001 has no such message): a silent door connection is
+/// dropped after twice `--idle-timeout` without a word, while a chat client is pinged.
+#[test]
+fn silent_door_connection_is_dropped_without_a_word() {
+    let s = Server::start(&["--mailbox-port", "0", "--idle-timeout", "1"]);
+    let mut door = s.mailbox();
+    door.set_timeout(std::time::Duration::from_secs(10));
+    door.send("LOGIN quiet");
+    door.expect("0");
+    let mut chat = s.line();
+    chat.set_timeout(std::time::Duration::from_secs(10));
+    chat.join("talker");
+    chat.expect("* PING");
+    chat.send("PONG");
+    door.expect_closed_silently();
+    s.assert_chats();
+}

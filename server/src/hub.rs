@@ -228,11 +228,6 @@ impl Hub {
         names
     }
 
-    /// How many names are taken.
-    pub fn user_count(&self) -> usize {
-        self.users.read().map(|u| u.len()).unwrap_or(0)
-    }
-
     /// The connection holding `name`, if any.
     pub fn user(&self, name: &str) -> Option<Arc<Conn>> {
         self.users.read().ok()?.get(name).cloned()

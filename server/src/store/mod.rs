@@ -153,6 +153,30 @@ struct State {
 /// Sender half of the one-shot ack a caller awaits.
 type Waiter = oneshot::Sender<io::Result<()>>;
 
+/// Files a new message at the back of `to`'s mailbox: the live COMPOSE and the replay of its
+/// record do exactly the same.
+fn file(
+    boxes: &mut HashMap<String, VecDeque<Stored>>,
+    to: &str,
+    id: u64,
+    from: &str,
+    text: &str,
+    size: u64,
+) {
+    let stored = Stored {
+        id,
+        from: from.to_owned(),
+        text: text.to_owned(),
+        size,
+    };
+    match boxes.get_mut(to) {
+        Some(queue) => queue.push_back(stored),
+        None => {
+            boxes.insert(to.to_owned(), VecDeque::from([stored]));
+        }
+    }
+}
+
 /// One unread message in memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stored {
@@ -255,18 +279,7 @@ impl MailStore {
             state.next_id += 1;
             let size = put_compose(&mut state.pending, id, to, from, text);
             state.live_bytes += size;
-            let stored = Stored {
-                id,
-                from: from.to_owned(),
-                text: text.to_owned(),
-                size,
-            };
-            match state.boxes.get_mut(to) {
-                Some(queue) => queue.push_back(stored),
-                None => {
-                    state.boxes.insert(to.to_owned(), VecDeque::from([stored]));
-                }
-            }
+            file(&mut state.boxes, to, id, from, text, size);
             state.enqueue(shared)
         };
         ack_of(ack).await.map(|()| Composed::Stored)

@@ -7,7 +7,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::record::{decode, record_at, Record, MAGIC};
-use super::Stored;
+use super::{file, Stored};
 
 /// Opens the log at `path` (creating it if missing, except in recovery), first cutting it to
 /// `limit` bytes if given (recovery: drop what was never fsynced), replays it and truncates a
@@ -152,16 +152,7 @@ impl Replayed {
             Record::Compose { id, to, from, text } => {
                 self.next_id = self.next_id.max(id.saturating_add(1));
                 self.live_bytes += size;
-                let stored = Stored {
-                    id,
-                    from: from.to_owned(),
-                    text: text.to_owned(),
-                    size,
-                };
-                self.boxes
-                    .entry(to.to_owned())
-                    .or_default()
-                    .push_back(stored);
+                file(&mut self.boxes, to, id, from, text, size);
             }
             Record::Read { id, user } => {
                 self.next_id = self.next_id.max(id.saturating_add(1));
