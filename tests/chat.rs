@@ -25,6 +25,8 @@ both_framings!(
     quit_frees_the_name,
     name_taken,
     usage_and_invalid_names,
+    streamed_messages_arrive_whole_and_in_order,
+    conversation_never_waits_for_the_read_clock,
 );
 
 /// Seed 003's example run, step by step, as PROTOCOL.md writes it down.
@@ -695,4 +697,59 @@ fn missing_arguments_print_usage_and_fail() {
         stderr.contains("invalid value 'not-a-port' for '<PORT>'"),
         "{stderr}"
     );
+}
+
+/// Two clients stream direct messages at each other, one write per message, while the server
+/// paces the reads of streaming connections (`--read-coalesce`): nothing is lost, nothing is
+/// reordered, and no read is left waiting for a clock that stopped.
+fn streamed_messages_arrive_whole_and_in_order(f: Framing) {
+    const MESSAGES: usize = 3_000;
+    let s = Server::start(&["--flood-rate", "0", "--read-coalesce", "20"]);
+    let mut a = s.client(f);
+    a.join("A");
+    let mut b = s.client(other(f));
+    b.join("B");
+    a.expect("* B joined");
+    let streamers: Vec<_> = [(&a, "B"), (&b, "A")]
+        .into_iter()
+        .map(|(client, to)| {
+            let mut socket = client.stream().try_clone().expect("clone the socket");
+            let framing = client.framing();
+            thread::spawn(move || {
+                for i in 0..MESSAGES {
+                    let mut out = Vec::new();
+                    put_str(framing, &mut out, &format!("MSG {to} stream {i}"));
+                    socket.write_all(&out).expect("stream a message");
+                }
+            })
+        })
+        .collect();
+    for i in 0..MESSAGES {
+        b.expect(&format!("A SENT stream {i}"));
+        a.expect(&format!("B SENT stream {i}"));
+    }
+    for streamer in streamers {
+        streamer.join().expect("streamer thread");
+    }
+    a.expect_nothing_pending();
+    b.expect_nothing_pending();
+    s.assert_chats();
+}
+
+/// A conversation (each side waits for the other's message before it answers) is read the
+/// moment it arrives: with the read clock set to a minute, a hundred exchanges still finish
+/// within each message's ordinary deadline.
+fn conversation_never_waits_for_the_read_clock(f: Framing) {
+    let s = Server::start(&["--read-coalesce", "60000"]);
+    let mut a = s.client(f);
+    a.join("A");
+    let mut b = s.client(other(f));
+    b.join("B");
+    a.expect("* B joined");
+    for i in 0..100 {
+        a.send(&format!("MSG B ping {i}"));
+        b.expect(&format!("A SENT ping {i}"));
+        b.send(&format!("MSG A pong {i}"));
+        a.expect(&format!("B SENT pong {i}"));
+    }
 }

@@ -31,6 +31,9 @@ pub struct Config {
     /// Join/leave notices are sent only while at most this many names are taken: past it
     /// each join would cost a notice to everyone (an easy amplification attack).
     pub notice_limit: usize,
+    /// A connection that streams is read at most once per this period (zero: as soon as
+    /// bytes arrive); see [`crate::pacer`].
+    pub read_coalesce: Duration,
 }
 
 impl Default for Config {
@@ -48,6 +51,7 @@ impl Default for Config {
             max_connections: 16_384,
             max_message: protocol::DEFAULT_MAX_MESSAGE,
             notice_limit: 1000,
+            read_coalesce: Duration::from_millis(5),
         }
     }
 }

@@ -16,6 +16,7 @@ use protocol::{Framing, Name, Reply};
 
 use crate::config::Config;
 use crate::outbox::{Flusher, Outbox, PushError};
+use crate::pacer::Pacer;
 use crate::shutdown::Shutdown;
 
 /// One connection whose framing is known: where to send it messages.
@@ -114,6 +115,8 @@ pub struct Hub {
     pub shutdown: Shutdown,
     /// Writes every connection's queued bytes.
     pub flusher: Arc<Flusher>,
+    /// Paces the reads of streaming connections.
+    pub pacer: Arc<Pacer>,
     /// Named connections.
     users: RwLock<HashMap<Name<'static>, Arc<Conn>>>,
     /// Every connection whose framing is known, to tell them all at shutdown.
@@ -130,6 +133,7 @@ impl Hub {
     /// An empty hub.
     pub fn new(config: Config, shutdown: Shutdown) -> Hub {
         Hub {
+            pacer: Pacer::new(config.read_coalesce),
             config,
             shutdown,
             flusher: Flusher::new(),

@@ -9,6 +9,7 @@
 //! * [`outbox`]: each connection's byte-bounded send queue and its writer.
 //! * [`services`]: mailboxes and machines, shared by both doors.
 //! * [`store`]: the durable mailbox log (group commit); [`registry`]: `registry.txt`.
+//! * [`pacer`]: read coalescing for connections that stream.
 //! * [`flood`], [`shutdown`], [`config`], and [`rt`] (the only runtime-specific calls).
 //!
 //! The wire format (frames, commands, replies) lives in the `protocol` crate.
@@ -18,6 +19,7 @@ pub mod connection;
 pub mod flood;
 pub mod hub;
 pub mod outbox;
+pub mod pacer;
 pub mod reader;
 pub mod registry;
 pub mod rt;

@@ -56,6 +56,9 @@ struct Args {
     /// Join/leave notices are sent only while at most this many names are taken.
     #[arg(long, default_value_t = Config::default().notice_limit)]
     notice_limit: usize,
+    /// Milliseconds between reads of a connection that streams (0: read as bytes arrive).
+    #[arg(long, default_value_t = Config::default().read_coalesce.as_millis() as u64)]
+    read_coalesce: u64,
     /// Threads that run connection tasks (1 is fastest on small machines; see the README).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         max_connections: args.max_connections,
         notice_limit: args.notice_limit,
+        read_coalesce: Duration::from_millis(args.read_coalesce),
         ..Config::default()
     };
     let shutdown = Shutdown::new();

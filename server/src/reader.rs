@@ -2,22 +2,25 @@
 //!
 //! The buffer starts tiny (most connections are idle) and grows only while the peer sends
 //! faster than one buffer per read, or when one message needs the room; it shrinks back when
-//! the peer goes quiet. Reads carry no timer of their own: silence is found by the hub's
-//! periodic sweep, and shutdown reaches a connection through its queue, which closes the
-//! socket once the quit notice is out.
+//! the peer goes quiet. A peer that streams (bytes are waiting every time its task comes
+//! back) is read once per tick of the hub's [`crate::pacer::Pacer`], so one read takes many
+//! messages. Reads carry no timer of their own: silence is found by the hub's periodic
+//! sweep, and shutdown reaches a connection through its queue, which closes the socket once
+//! the quit notice is out.
 
 use std::io;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::time::Duration;
 
-use async_std::io::ReadExt;
 use futures::channel::oneshot;
-use futures::future::{select, Either};
+use futures::future::{poll_fn, select, Either};
+use futures::io::AsyncRead;
 use log::info;
 
 use protocol::{Decoder, Framing};
 
 use crate::hub::{Conn, Hub};
+use crate::pacer::Pacer;
 use crate::rt::{self, TcpStream};
 
 /// First size of the buffer: room for any ordinary command.
@@ -51,6 +54,14 @@ pub struct Reader {
     decoder: Decoder,
     /// Bytes the last read returned (a quiet peer's buffer shrinks back).
     last_read: usize,
+    /// The last read filled the buffer: the next one gets a bigger buffer, at once.
+    filled: bool,
+    /// Reads in a row that found bytes already waiting.
+    unwaited: u32,
+    /// The last two reads found bytes waiting, and the last did not fill the buffer: the
+    /// peer streams, and the next read waits for the pacer's tick. (One such read proves
+    /// nothing: a connection's first bytes, say, are often there before its task runs.)
+    streaming: bool,
     /// Completes when our side closes the connection ([`crate::outbox::Outbox::closed`]).
     closed: Option<oneshot::Receiver<()>>,
     /// Messages returned since the task last let the others run.
@@ -67,6 +78,9 @@ impl Reader {
             end: 0,
             decoder: Decoder::new(Framing::Line, limit),
             last_read: 0,
+            filled: false,
+            unwaited: 0,
+            streaming: false,
             closed: None,
             streak: 0,
         }
@@ -82,12 +96,21 @@ impl Reader {
         self.closed = Some(closed);
     }
 
-    /// Reads once, or `Ok(0)` as soon as our side has closed the connection.
-    async fn read_or_closed(&mut self) -> io::Result<usize> {
-        let Some(mut closed) = self.closed.take() else {
-            return self.read_some().await;
+    /// Reads once (a streaming peer after the pacer's next tick), or `Ok(0)` as soon as our
+    /// side has closed the connection.
+    async fn read_or_closed(&mut self, pacer: &Pacer) -> io::Result<usize> {
+        let pace = self.streaming && pacer.enabled();
+        let closed = self.closed.take();
+        let read = async {
+            if pace {
+                pacer.tick().await;
+            }
+            self.read_some().await
         };
-        let result = match select(pin!(self.read_some()), &mut closed).await {
+        let Some(mut closed) = closed else {
+            return read.await;
+        };
+        let result = match select(pin!(read), &mut closed).await {
             Either::Left((result, _)) => result,
             Either::Right(_) => return Ok(0),
         };
@@ -102,7 +125,7 @@ impl Reader {
             self.end -= self.start;
             self.start = 0;
         }
-        if self.end == self.buf.len() {
+        if self.end == self.buf.len() || (self.filled && self.end < self.buf.len() / 2) {
             let most = (self.decoder.limit + protocol::frame::HEADER_LEN + 2).max(BUSY_BUFFER);
             let grown = (self.buf.len() * 2).clamp(INITIAL_BUFFER, most);
             self.buf.resize(grown, 0);
@@ -112,9 +135,24 @@ impl Reader {
         {
             self.buf = vec![0; INITIAL_BUFFER];
         }
-        let n = self.stream.read(&mut self.buf[self.end..]).await?;
+        let (stream, room) = (&mut self.stream, &mut self.buf[self.end..]);
+        let space = room.len();
+        let mut waited = false;
+        let n = poll_fn(|cx| {
+            let read = Pin::new(&mut *stream).poll_read(cx, room);
+            waited |= read.is_pending();
+            read
+        })
+        .await?;
         self.end += n;
         self.last_read = n;
+        self.filled = n == space;
+        self.unwaited = if n > 0 && !waited {
+            self.unwaited.saturating_add(1)
+        } else {
+            0
+        };
+        self.streaming = self.unwaited >= 2 && !self.filled;
         Ok(n)
     }
 
@@ -153,7 +191,7 @@ impl Reader {
                 Ok(None) => {}
                 Err(e) => return Next::Fatal(e.to_string()),
             }
-            match self.read_or_closed().await {
+            match self.read_or_closed(&hub.pacer).await {
                 Ok(0) => {
                     if let Err(e) = self.decoder.finish(&self.buf[self.start..self.end]) {
                         info!("{}: {e}", conn.label);
@@ -167,5 +205,81 @@ impl Reader {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_std::io::WriteExt;
+    use async_std::net::TcpListener;
+
+    /// A reader on the accepted end of a loopback connection, and the other end.
+    async fn pair() -> (Reader, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = TcpStream::connect(addr).await.unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        (Reader::new(ours, 4096), peer)
+    }
+
+    /// Waits until `n` bytes sit in the reader's socket, so the next read need not wait.
+    async fn wait_for_bytes(reader: &Reader, n: usize) {
+        let mut peek = vec![0; n];
+        while reader.stream.peek(&mut peek).await.unwrap() < n {
+            rt::yield_now().await;
+        }
+    }
+
+    #[test]
+    fn bytes_already_waiting_twice_mark_a_stream() {
+        async_std::task::block_on(async {
+            let (mut reader, mut peer) = pair().await;
+            peer.write_all(b"MSG B hi\n").await.unwrap();
+            wait_for_bytes(&reader, 9).await;
+            assert_eq!(reader.read_some().await.unwrap(), 9);
+            assert!(
+                !reader.streaming,
+                "one read that found bytes waiting is no stream"
+            );
+            peer.write_all(b"MSG B ho\n").await.unwrap();
+            wait_for_bytes(&reader, 9).await;
+            assert_eq!(reader.read_some().await.unwrap(), 9);
+            assert!(reader.streaming, "two in a row are");
+            assert!(!reader.filled);
+        });
+    }
+
+    #[test]
+    fn a_read_that_waited_is_not_a_stream() {
+        async_std::task::block_on(async {
+            let (mut reader, mut peer) = pair().await;
+            {
+                let mut read = pin!(reader.read_some());
+                assert!(futures::poll!(&mut read).is_pending(), "nothing sent yet");
+                peer.write_all(b"MSG B hi\n").await.unwrap();
+                assert_eq!(read.await.unwrap(), 9);
+            }
+            assert!(!reader.streaming, "the read waited for its bytes");
+        });
+    }
+
+    #[test]
+    fn a_full_read_grows_the_buffer_and_reads_again_at_once() {
+        async_std::task::block_on(async {
+            let (mut reader, mut peer) = pair().await;
+            peer.write_all(&[b'x'; 300]).await.unwrap();
+            wait_for_bytes(&reader, 300).await;
+            assert_eq!(reader.read_some().await.unwrap(), INITIAL_BUFFER);
+            assert!(reader.filled && !reader.streaming, "more is surely waiting");
+            // Nothing consumed, but the next read still gets a bigger buffer.
+            assert_eq!(reader.read_some().await.unwrap(), INITIAL_BUFFER);
+            assert_eq!(reader.buf.len(), 2 * INITIAL_BUFFER);
+            // Consumed messages make room, and the full read still doubles the buffer.
+            reader.start = reader.end;
+            assert_eq!(reader.read_some().await.unwrap(), 300 - 2 * INITIAL_BUFFER);
+            assert_eq!(reader.buf.len(), 4 * INITIAL_BUFFER);
+            assert!(reader.streaming && !reader.filled);
+        });
     }
 }

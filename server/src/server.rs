@@ -35,6 +35,7 @@ pub async fn run(
     let services = Arc::new(Services::open(&config.data_dir, config.mailbox_cap)?);
     let hub = Arc::new(Hub::new(config, shutdown.clone()));
     rt::spawn(hub.flusher.clone().run());
+    rt::spawn(hub.pacer.clone().run());
     rt::spawn(sweep_loop(hub.clone()));
     let tasks = Tasks::new();
     let mut listeners = vec![(chat, Door::Chat)];
@@ -56,6 +57,7 @@ pub async fn run(
         warn!("some connections did not drain in {DRAIN_TIME:?}");
     }
     hub.flusher.close();
+    hub.pacer.close();
     services.store.close();
     info!("stopped");
     Ok(())
