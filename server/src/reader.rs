@@ -8,12 +8,14 @@
 //! sweep, and shutdown reaches a connection through its queue, which closes the socket once
 //! the quit notice is out.
 
+use std::future::Future;
 use std::io;
 use std::pin::{pin, Pin};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::channel::oneshot;
-use futures::future::{poll_fn, select, Either};
+use futures::future::{select, Either};
 use futures::io::AsyncRead;
 use log::info;
 
@@ -57,7 +59,7 @@ pub struct Reader {
     /// The last read filled the buffer: the next one gets a bigger buffer, at once.
     filled: bool,
     /// Reads in a row that found bytes already waiting.
-    unwaited: u32,
+    unwaited: u8,
     /// The last two reads found bytes waiting, and the last did not fill the buffer: the
     /// peer streams, and the next read waits for the pacer's tick. (One such read proves
     /// nothing: a connection's first bytes, say, are often there before its task runs.)
@@ -100,17 +102,20 @@ impl Reader {
     /// side has closed the connection.
     async fn read_or_closed(&mut self, pacer: &Pacer) -> io::Result<usize> {
         let pace = self.streaming && pacer.enabled();
-        let closed = self.closed.take();
-        let read = async {
+        let Some(mut closed) = self.closed.take() else {
             if pace {
                 pacer.tick().await;
             }
-            self.read_some().await
+            return self.read_some().await;
         };
-        let Some(mut closed) = closed else {
-            return read.await;
-        };
-        let result = match select(pin!(read), &mut closed).await {
+        // The tick and the read are two waits, not one future holding both: an idle
+        // connection's task stays as small as it was without pacing.
+        if pace {
+            if let Either::Right(_) = select(pacer.tick(), &mut closed).await {
+                return Ok(0);
+            }
+        }
+        let result = match select(pin!(self.read_some()), &mut closed).await {
             Either::Left((result, _)) => result,
             Either::Right(_) => return Ok(0),
         };
@@ -135,18 +140,15 @@ impl Reader {
         {
             self.buf = vec![0; INITIAL_BUFFER];
         }
-        let (stream, room) = (&mut self.stream, &mut self.buf[self.end..]);
-        let space = room.len();
-        let mut waited = false;
-        let n = poll_fn(|cx| {
-            let read = Pin::new(&mut *stream).poll_read(cx, room);
-            waited |= read.is_pending();
-            read
-        })
+        let (n, waited) = ReadOnce {
+            stream: &mut self.stream,
+            room: &mut self.buf[self.end..],
+            waited: false,
+        }
         .await?;
         self.end += n;
         self.last_read = n;
-        self.filled = n == space;
+        self.filled = self.end == self.buf.len();
         self.unwaited = if n > 0 && !waited {
             self.unwaited.saturating_add(1)
         } else {
@@ -203,6 +205,32 @@ impl Reader {
                     info!("{} read failed: {e}", conn.label);
                     return Next::Closed;
                 }
+            }
+        }
+    }
+}
+
+/// One read that also tells whether it had to wait for bytes.
+struct ReadOnce<'a> {
+    /// The socket.
+    stream: &'a mut TcpStream,
+    /// Where the bytes go.
+    room: &'a mut [u8],
+    /// Whether a poll found nothing to read yet.
+    waited: bool,
+}
+
+impl Future for ReadOnce<'_> {
+    /// Bytes read, and whether the read waited.
+    type Output = io::Result<(usize, bool)>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match Pin::new(&mut *this.stream).poll_read(cx, this.room) {
+            Poll::Ready(result) => Poll::Ready(result.map(|n| (n, this.waited))),
+            Poll::Pending => {
+                this.waited = true;
+                Poll::Pending
             }
         }
     }
