@@ -4,6 +4,7 @@
 //! A flooder is slowed, then disconnected; a protocol error closes the connection with a
 //! reason. Whatever happens, the name is freed and the queue is left to flush what it holds.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,7 +53,11 @@ fn socket_id(stream: &TcpStream) -> String {
 }
 
 /// Serves one accepted connection to the end. `id` comes from [`Hub::admit`].
-pub async fn serve(
+///
+/// A plain function returning the task's future, so that each idle connection's task stays
+/// small: an `async fn` keeps a second copy of its arguments, and the peer address is only
+/// needed for the label.
+pub fn serve(
     hub: Arc<Hub>,
     services: Arc<Services>,
     stream: TcpStream,
@@ -60,66 +65,69 @@ pub async fn serve(
     id: u64,
     door: Door,
     guard: TaskGuard,
-) {
+) -> impl Future<Output = ()> + Send {
     let label: Arc<str> = Arc::from(format!("#{id} {} peer={peer}", socket_id(&stream)));
-    info!("{label} connected ({door:?} port)");
-    if let Err(e) = stream.set_nodelay(true) {
-        warn!("{label} TCP_NODELAY: {e}");
-    }
-    let config = &hub.config;
-    let mut reader = Reader::new(stream.clone(), config.max_message);
-    let framing = match door {
-        Door::Mailbox => Framing::Line,
-        Door::Chat => match reader.first_byte(&hub, config.idle_timeout * 2).await {
-            Some(byte) => Framing::detect(byte),
-            None => {
-                info!("{label} closed before sending anything");
-                hub.detach(id);
-                return;
-            }
-        },
-    };
-    reader.set_framing(framing);
-    info!("{label} speaks {framing:?}");
+    async move {
+        info!("{label} connected ({door:?} port)");
+        if let Err(e) = stream.set_nodelay(true) {
+            warn!("{label} TCP_NODELAY: {e}");
+        }
+        let config = &hub.config;
+        let mut reader = Reader::new(stream.clone(), config.max_message);
+        let framing = match door {
+            Door::Mailbox => Framing::Line,
+            Door::Chat => match reader.first_byte(&hub, config.idle_timeout * 2).await {
+                Some(byte) => Framing::detect(byte),
+                None => {
+                    info!("{label} closed before sending anything");
+                    hub.detach(id);
+                    return;
+                }
+            },
+        };
+        reader.set_framing(framing);
+        info!("{label} speaks {framing:?}");
 
-    let outbox = Outbox::new(
-        stream,
-        Settings {
-            cap: config.send_queue,
+        let outbox = Outbox::new(
+            stream,
+            Settings {
+                cap: config.send_queue,
+                framing,
+                last_words: door == Door::Chat,
+                stall: config.idle_timeout,
+                label: label.clone(),
+            },
+            hub.flusher.clone(),
+        );
+        // On Windows, shutting a socket down does not wake a read already waiting on it
+        // (rust-lang/rust#121594), so the reader also waits for the queue to close.
+        // Elsewhere the shutdown itself ends the read, and an idle connection is smaller
+        // without the signal.
+        #[cfg(windows)]
+        reader.watch(outbox.closed());
+        let conn = Arc::new(Conn {
+            id,
+            label,
             framing,
-            last_words: door == Door::Chat,
-            stall: config.idle_timeout,
-            label: label.clone(),
-        },
-        hub.flusher.clone(),
-    );
-    // On Windows, shutting a socket down does not wake a read already waiting on it
-    // (rust-lang/rust#121594), so the reader also waits for the queue to close. Elsewhere the
-    // shutdown itself ends the read, and an idle connection is smaller without the signal.
-    #[cfg(windows)]
-    reader.watch(outbox.closed());
-    let conn = Arc::new(Conn {
-        id,
-        label,
-        framing,
-        outbox,
-        quiet: door == Door::Mailbox,
-        liveness: Liveness::new(hub.now_ms()),
-    });
-    hub.attach(&conn);
+            outbox,
+            quiet: door == Door::Mailbox,
+            liveness: Liveness::new(hub.now_ms()),
+        });
+        hub.attach(&conn);
 
-    match door {
-        Door::Chat => chat(&hub, &services, &conn, &mut reader).await,
-        Door::Mailbox => mailbox(&hub, &services, &conn, &mut reader).await,
+        match door {
+            Door::Chat => chat(&hub, &services, &conn, &mut reader).await,
+            Door::Mailbox => mailbox(&hub, &services, &conn, &mut reader).await,
+        }
+        if hub.shutdown.is_triggered() {
+            crate::hub::quit(&conn);
+        } else {
+            conn.outbox.finish();
+        }
+        hub.detach(id);
+        info!("{} disconnected", conn.label);
+        drop(guard);
     }
-    if hub.shutdown.is_triggered() {
-        crate::hub::quit(&conn);
-    } else {
-        conn.outbox.finish();
-    }
-    hub.detach(id);
-    info!("{} disconnected", conn.label);
-    drop(guard);
 }
 
 /// A fresh flood-control bucket with the configured limits (`None`: flood control off).
@@ -140,7 +148,8 @@ async fn pace(bucket: &mut Option<TokenBucket>, conn: &Conn) -> bool {
     match bucket.take(Instant::now()) {
         Verdict::Go => true,
         Verdict::Wait(pause) => {
-            rt::sleep(pause).await;
+            // Boxed: only a flooder pays for a timer's space.
+            Box::pin(rt::sleep(pause)).await;
             true
         }
         Verdict::Disconnect => {
@@ -150,34 +159,45 @@ async fn pace(bucket: &mut Option<TokenBucket>, conn: &Conn) -> bool {
     }
 }
 
-/// The chat-port loop.
-async fn chat(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, reader: &mut Reader) {
-    let mut bucket = flood_bucket(&hub.config);
-    let mut session = Session::new(hub.clone(), services.clone(), conn.clone());
-    loop {
-        match reader.next(hub, conn).await {
-            Next::Message(payload) => {
-                if !pace(&mut bucket, conn).await {
+/// The chat-port loop (a plain function for the same reason as [`serve`]).
+#[allow(clippy::manual_async_fn)]
+fn chat<'a>(
+    hub: &'a Arc<Hub>,
+    services: &'a Arc<Services>,
+    conn: &'a Arc<Conn>,
+    reader: &'a mut Reader,
+) -> impl Future<Output = ()> + Send + 'a {
+    async move {
+        let mut bucket = flood_bucket(&hub.config);
+        let mut session = Session::new(hub.clone(), services.clone(), conn.clone());
+        loop {
+            // Only what each wait needs is kept across it: the payload, not the whole `Next`;
+            // the boxed future, not the `Step` it came from.
+            let payload = match reader.next(hub, conn).await {
+                Next::Message(payload) => payload,
+                Next::Closed => break,
+                Next::Fatal(reason) => {
+                    conn.outbox.evict(&reason);
                     break;
                 }
-                match session.handle(payload) {
-                    Step::Done(Flow::Continue) => {}
-                    Step::Done(Flow::Close) => break,
-                    // Boxed: only disk-bound commands pay for this future's space.
-                    Step::Later(step) => Box::pin(session.complete(step)).await,
-                }
-            }
-            Next::Closed => break,
-            Next::Fatal(reason) => {
-                conn.outbox.evict(&reason);
+            };
+            if !pace(&mut bucket, conn).await {
                 break;
             }
+            let later = match session.handle(payload) {
+                Step::Done(Flow::Continue) => continue,
+                Step::Done(Flow::Close) => break,
+                // Boxed: only disk-bound commands pay for this future's space.
+                Step::Later(step) => Box::pin(session.complete(step)),
+            };
+            later.await;
         }
+        if hub.shutdown.is_triggered() {
+            crate::hub::quit(conn);
+        }
+        // Boxed: it runs once, at the end, and would otherwise set the task's size.
+        Box::pin(session.close()).await;
     }
-    if hub.shutdown.is_triggered() {
-        crate::hub::quit(conn);
-    }
-    session.close().await;
 }
 
 /// The strict mailbox door: exactly seed 001, and any error drops the connection at once.
@@ -203,7 +223,8 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
         };
         if let Some(to) = compose_to.take() {
             let from = user.as_ref().map_or("", |u| u.as_str());
-            let reply = services.compose(&to, from, line).await;
+            // Boxed, like every disk-bound wait: an idle connection's task stays small.
+            let reply = Box::pin(services.compose(&to, from, line)).await;
             info!(
                 "{} mailbox: COMPOSE to {to}: {:?}",
                 conn.label,
@@ -222,7 +243,7 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
             (Some(MailCommand::Compose(to)), Some(_)) => compose_to = Some(to.into_owned()),
             (Some(MailCommand::Read), Some(me)) => {
                 info!("{} mailbox: READ {me}", conn.label);
-                let _ = match services.read(me.as_str()).await {
+                let _ = match Box::pin(services.read(me.as_str())).await {
                     Some(mail) => conn.send(&Reply::Mail {
                         from: &mail.from,
                         text: &mail.text,

@@ -17,11 +17,15 @@ use std::time::Duration;
 
 use crate::rt;
 
+/// Where one waiter stands: the tick count when it started waiting (compared only for
+/// equality, so it may wrap), and its waker's place in the list.
+pub type TickSlot = (u32, u32);
+
 /// The clock's shared state.
 #[derive(Debug, Default)]
 struct State {
     /// Ticks so far.
-    ticks: u64,
+    ticks: u32,
     /// Tasks waiting for the next tick.
     waiters: Vec<Waker>,
 }
@@ -61,6 +65,37 @@ impl Pacer {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Ready once a tick has passed since the first poll with an empty `slot` (which this
+    /// fills); empties `slot` when it returns ready.
+    pub fn poll_tick(&self, slot: &mut Option<TickSlot>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.lock();
+        match *slot {
+            Some((ticks, _)) if state.ticks != ticks => {
+                *slot = None;
+                Poll::Ready(())
+            }
+            Some((_, index)) => {
+                // Polled again before the tick: keep the newest waker.
+                if let Some(waker) = state.waiters.get_mut(index as usize) {
+                    if !waker.will_wake(cx.waker()) {
+                        waker.clone_from(cx.waker());
+                    }
+                }
+                Poll::Pending
+            }
+            None => {
+                state.waiters.push(cx.waker().clone());
+                let index = u32::try_from(state.waiters.len() - 1).unwrap_or(u32::MAX);
+                *slot = Some((state.ticks, index));
+                if state.waiters.len() == 1 {
+                    // Full means the clock is already on its way to a tick.
+                    let _ = self.wake.try_send(());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
     /// Completes at the next tick.
     pub fn tick(&self) -> Tick<'_> {
         Tick {
@@ -81,7 +116,7 @@ impl Pacer {
     fn fire(&self) {
         let waiters = {
             let mut state = self.lock();
-            state.ticks += 1;
+            state.ticks = state.ticks.wrapping_add(1);
             std::mem::take(&mut state.waiters)
         };
         for waiter in waiters {
@@ -100,8 +135,8 @@ impl Pacer {
 pub struct Tick<'a> {
     /// The clock.
     pacer: &'a Pacer,
-    /// Tick count when this started waiting, and the waker's place in the list.
-    slot: Option<(u64, usize)>,
+    /// Where it waits.
+    slot: Option<TickSlot>,
 }
 
 impl Future for Tick<'_> {
@@ -109,28 +144,7 @@ impl Future for Tick<'_> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let pacer = self.pacer;
-        let mut state = pacer.lock();
-        match self.slot {
-            Some((ticks, _)) if state.ticks != ticks => Poll::Ready(()),
-            Some((_, index)) => {
-                // Polled again before the tick: keep the newest waker.
-                if let Some(waker) = state.waiters.get_mut(index) {
-                    if !waker.will_wake(cx.waker()) {
-                        waker.clone_from(cx.waker());
-                    }
-                }
-                Poll::Pending
-            }
-            None => {
-                state.waiters.push(cx.waker().clone());
-                self.slot = Some((state.ticks, state.waiters.len() - 1));
-                if state.waiters.len() == 1 {
-                    // Full means the clock is already on its way to a tick.
-                    let _ = pacer.wake.try_send(());
-                }
-                Poll::Pending
-            }
-        }
+        pacer.poll_tick(&mut self.slot, cx)
     }
 }
 

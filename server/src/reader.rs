@@ -15,14 +15,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::channel::oneshot;
-use futures::future::{select, Either};
+use futures::future::{poll_fn, select, Either};
 use futures::io::AsyncRead;
+use futures::FutureExt;
 use log::info;
 
 use protocol::{Decoder, Framing};
 
 use crate::hub::{Conn, Hub};
-use crate::pacer::Pacer;
+use crate::pacer::TickSlot;
 use crate::rt::{self, TcpStream};
 
 /// First size of the buffer: room for any ordinary command.
@@ -42,7 +43,20 @@ pub enum Next<'a> {
     Fatal(String),
 }
 
+/// What one poll of [`Reader::poll_next`] found (a message as a range of the buffer).
+enum Got {
+    /// A complete message at `buf[from..to]`.
+    Message(usize, usize),
+    /// The peer closed (or our side shut the socket down).
+    Closed,
+    /// The stream cannot be read as messages.
+    Fatal(String),
+}
+
 /// The read half of a connection.
+///
+/// Everything a read in progress needs between polls lives here, not in a future: the task
+/// of an idle connection then holds only a few references while it waits.
 pub struct Reader {
     /// The socket.
     stream: TcpStream,
@@ -56,6 +70,14 @@ pub struct Reader {
     decoder: Decoder,
     /// Bytes the last read returned (a quiet peer's buffer shrinks back).
     last_read: usize,
+    /// Completes when our side closes the connection ([`crate::outbox::Outbox::closed`]).
+    closed: Option<oneshot::Receiver<()>>,
+    /// Messages returned since the task last let the others run.
+    streak: u32,
+    /// Where this reader waits for the pacer's tick, while it does.
+    tick: Option<TickSlot>,
+    /// The read in progress has already found the socket empty once.
+    waited: bool,
     /// The last read filled the buffer: the next one gets a bigger buffer, at once.
     filled: bool,
     /// Reads in a row that found bytes already waiting.
@@ -64,10 +86,6 @@ pub struct Reader {
     /// peer streams, and the next read waits for the pacer's tick. (One such read proves
     /// nothing: a connection's first bytes, say, are often there before its task runs.)
     streaming: bool,
-    /// Completes when our side closes the connection ([`crate::outbox::Outbox::closed`]).
-    closed: Option<oneshot::Receiver<()>>,
-    /// Messages returned since the task last let the others run.
-    streak: u32,
 }
 
 impl Reader {
@@ -80,11 +98,13 @@ impl Reader {
             end: 0,
             decoder: Decoder::new(Framing::Line, limit),
             last_read: 0,
+            closed: None,
+            streak: 0,
+            tick: None,
+            waited: false,
             filled: false,
             unwaited: 0,
             streaming: false,
-            closed: None,
-            streak: 0,
         }
     }
 
@@ -98,33 +118,8 @@ impl Reader {
         self.closed = Some(closed);
     }
 
-    /// Reads once (a streaming peer after the pacer's next tick), or `Ok(0)` as soon as our
-    /// side has closed the connection.
-    async fn read_or_closed(&mut self, pacer: &Pacer) -> io::Result<usize> {
-        let pace = self.streaming && pacer.enabled();
-        let Some(mut closed) = self.closed.take() else {
-            if pace {
-                pacer.tick().await;
-            }
-            return self.read_some().await;
-        };
-        // The tick and the read are two waits, not one future holding both: an idle
-        // connection's task stays as small as it was without pacing.
-        if pace {
-            if let Either::Right(_) = select(pacer.tick(), &mut closed).await {
-                return Ok(0);
-            }
-        }
-        let result = match select(pin!(self.read_some()), &mut closed).await {
-            Either::Left((result, _)) => result,
-            Either::Right(_) => return Ok(0),
-        };
-        self.closed = Some(closed);
-        result
-    }
-
-    /// Makes room and reads once; `Ok(0)` is the end of the stream.
-    async fn read_some(&mut self) -> io::Result<usize> {
+    /// Compacts, grows or shrinks the buffer before a read. Polling again changes nothing.
+    fn make_room(&mut self) {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -134,18 +129,30 @@ impl Reader {
             let most = (self.decoder.limit + protocol::frame::HEADER_LEN + 2).max(BUSY_BUFFER);
             let grown = (self.buf.len() * 2).clamp(INITIAL_BUFFER, most);
             self.buf.resize(grown, 0);
+            self.filled = false;
         } else if self.end == 0
             && self.buf.len() > INITIAL_BUFFER
             && self.last_read * 4 < self.buf.len()
         {
             self.buf = vec![0; INITIAL_BUFFER];
         }
-        let (n, waited) = ReadOnce {
-            stream: &mut self.stream,
-            room: &mut self.buf[self.end..],
-            waited: false,
-        }
-        .await?;
+    }
+
+    /// Makes room and reads once; `Ok(0)` is the end of the stream.
+    fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.make_room();
+        let n = match Pin::new(&mut self.stream).poll_read(cx, &mut self.buf[self.end..]) {
+            Poll::Pending => {
+                self.waited = true;
+                return Poll::Pending;
+            }
+            Poll::Ready(Err(e)) => {
+                self.waited = false;
+                return Poll::Ready(Err(e));
+            }
+            Poll::Ready(Ok(n)) => n,
+        };
+        let waited = std::mem::take(&mut self.waited);
         self.end += n;
         self.last_read = n;
         self.filled = self.end == self.buf.len();
@@ -155,13 +162,19 @@ impl Reader {
             0
         };
         self.streaming = self.unwaited >= 2 && !self.filled;
-        Ok(n)
+        Poll::Ready(Ok(n))
+    }
+
+    /// Reads once, as a future.
+    #[cfg(test)]
+    async fn read_some(&mut self) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_read_some(cx)).await
     }
 
     /// The first byte the peer sends (to pick the framing). `None` if it leaves, stays
     /// silent for `patience`, or the server stops first.
     pub async fn first_byte(&mut self, hub: &Hub, patience: Duration) -> Option<u8> {
-        let read = rt::timeout(patience, self.read_some());
+        let read = rt::timeout(patience, poll_fn(|cx| self.poll_read_some(cx)));
         let got = match select(pin!(read), pin!(hub.shutdown.wait())).await {
             Either::Left((Ok(n), _)) => n > 0,
             _ => false,
@@ -170,12 +183,34 @@ impl Reader {
     }
 
     /// The next message. Every read counts as a sign of life for the idle sweep.
-    pub async fn next(&mut self, hub: &Hub, conn: &Conn) -> Next<'_> {
+    ///
+    /// (Not an `async fn`, which would keep a second copy of its arguments: this future is
+    /// what every idle connection's task waits in.)
+    #[allow(clippy::manual_async_fn)]
+    pub fn next<'a>(
+        &'a mut self,
+        hub: &'a Hub,
+        conn: &'a Conn,
+    ) -> impl Future<Output = Next<'a>> + Send + 'a {
+        async move {
+            let got = poll_fn(|cx| self.poll_next(cx, hub, conn)).await;
+            let this: &'a Reader = self;
+            match got {
+                Got::Message(from, to) => Next::Message(&this.buf[from..to]),
+                Got::Closed => Next::Closed,
+                Got::Fatal(reason) => Next::Fatal(reason),
+            }
+        }
+    }
+
+    /// [`Reader::next`], one poll at a time.
+    fn poll_next(&mut self, cx: &mut Context<'_>, hub: &Hub, conn: &Conn) -> Poll<Got> {
         // A peer that keeps the socket full never makes a read wait, so its task would never
         // give way and, on one executor thread, would stall everyone else: take turns.
         if self.streak >= MESSAGES_PER_TURN {
             self.streak = 0;
-            rt::yield_now().await;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         loop {
             match self.decoder.decode(&self.buf[self.start..self.end]) {
@@ -185,54 +220,49 @@ impl Reader {
                         Framing::Framed => self.start + protocol::frame::HEADER_LEN,
                         Framing::Line => self.start,
                     };
-                    let to = from + m.payload.len();
                     self.start += m.consumed;
                     self.streak += 1;
-                    return Next::Message(&self.buf[from..to]);
+                    return Poll::Ready(Got::Message(from, from + m.payload.len()));
                 }
                 Ok(None) => {}
-                Err(e) => return Next::Fatal(e.to_string()),
+                Err(e) => return Poll::Ready(Got::Fatal(e.to_string())),
             }
-            match self.read_or_closed(&hub.pacer).await {
-                Ok(0) => {
-                    if let Err(e) = self.decoder.finish(&self.buf[self.start..self.end]) {
-                        info!("{}: {e}", conn.label);
-                    }
-                    return Next::Closed;
+            if self.streaming && hub.pacer.enabled() {
+                if hub.pacer.poll_tick(&mut self.tick, cx).is_pending() {
+                    return self.pending_unless_closed(cx, conn);
                 }
-                Ok(_) => hub.heard(conn),
-                Err(e) => {
+                // This read goes ahead now, whatever the next polls find.
+                self.streaming = false;
+            }
+            match self.poll_read_some(cx) {
+                Poll::Pending => return self.pending_unless_closed(cx, conn),
+                Poll::Ready(Ok(0)) => return Poll::Ready(self.end_of_stream(conn)),
+                Poll::Ready(Ok(_)) => hub.heard(conn),
+                Poll::Ready(Err(e)) => {
                     info!("{} read failed: {e}", conn.label);
-                    return Next::Closed;
+                    return Poll::Ready(Got::Closed);
                 }
             }
         }
     }
-}
 
-/// One read that also tells whether it had to wait for bytes.
-struct ReadOnce<'a> {
-    /// The socket.
-    stream: &'a mut TcpStream,
-    /// Where the bytes go.
-    room: &'a mut [u8],
-    /// Whether a poll found nothing to read yet.
-    waited: bool,
-}
-
-impl Future for ReadOnce<'_> {
-    /// Bytes read, and whether the read waited.
-    type Output = io::Result<(usize, bool)>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        match Pin::new(&mut *this.stream).poll_read(cx, this.room) {
-            Poll::Ready(result) => Poll::Ready(result.map(|n| (n, this.waited))),
-            Poll::Pending => {
-                this.waited = true;
-                Poll::Pending
+    /// Waiting, unless our side has closed the connection meanwhile.
+    fn pending_unless_closed(&mut self, cx: &mut Context<'_>, conn: &Conn) -> Poll<Got> {
+        match self.closed.as_mut().map(|closed| closed.poll_unpin(cx)) {
+            Some(Poll::Ready(_)) => {
+                self.closed = None;
+                Poll::Ready(self.end_of_stream(conn))
             }
+            _ => Poll::Pending,
         }
+    }
+
+    /// The stream ended; says so if it ended inside a message.
+    fn end_of_stream(&self, conn: &Conn) -> Got {
+        if let Err(e) = self.decoder.finish(&self.buf[self.start..self.end]) {
+            info!("{}: {e}", conn.label);
+        }
+        Got::Closed
     }
 }
 
