@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks chat-server on loopback with chat-bench (server/src/bin/chat-bench.rs).
+# Benchmarks chat-server on loopback with chat-bench (server/src/bin/chat-bench/).
 #
 #   scripts/bench.sh                       # every scenario, results in a fresh /tmp folder
 #   SCENARIOS="fanout100 dm100" scripts/bench.sh
