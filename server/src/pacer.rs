@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -35,6 +36,8 @@ struct State {
 pub struct Pacer {
     /// Time between ticks; zero turns coalescing off.
     period: Duration,
+    /// Set by [`Pacer::close`]: nobody waits any more.
+    stopped: AtomicBool,
     /// Tick count and waiters.
     state: Mutex<State>,
     /// Starts the clock when the first waiter arrives.
@@ -49,6 +52,7 @@ impl Pacer {
         let (wake, woken) = async_channel::bounded(1);
         Arc::new(Pacer {
             period,
+            stopped: AtomicBool::new(false),
             state: Mutex::new(State::default()),
             wake,
             woken,
@@ -57,7 +61,7 @@ impl Pacer {
 
     /// Whether streaming connections wait for ticks.
     pub fn enabled(&self) -> bool {
-        !self.period.is_zero()
+        !self.period.is_zero() && !self.stopped.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -69,6 +73,10 @@ impl Pacer {
     /// fills); empties `slot` when it returns ready.
     pub fn poll_tick(&self, slot: &mut Option<TickSlot>, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = self.lock();
+        if self.stopped.load(Ordering::Relaxed) {
+            *slot = None;
+            return Poll::Ready(());
+        }
         match *slot {
             Some((ticks, _)) if state.ticks != ticks => {
                 *slot = None;
@@ -124,9 +132,12 @@ impl Pacer {
         }
     }
 
-    /// Stops the clock task.
+    /// Stops the clock for good: everyone waiting goes ahead now, and nobody waits again
+    /// (at shutdown, so that no read sits out a tick).
     pub fn close(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
         self.wake.close();
+        self.fire();
     }
 }
 
@@ -177,6 +188,27 @@ mod tests {
             async_std::task::sleep(Duration::from_millis(50)).await;
             assert_eq!(pacer.lock().ticks, 2, "no ticks without waiters");
             pacer.close();
+        });
+    }
+
+    #[test]
+    fn close_releases_every_waiter_and_turns_pacing_off() {
+        async_std::task::block_on(async {
+            // A clock far too slow to tick during the test.
+            let pacer = Pacer::new(Duration::from_secs(3600));
+            async_std::task::spawn(pacer.clone().run());
+            let waiting = futures::future::join_all((0..3).map(|_| pacer.tick()));
+            let close = async {
+                pacer.close();
+            };
+            let released = async {
+                futures::future::join(waiting, close).await;
+                assert!(!pacer.enabled());
+                pacer.tick().await;
+            };
+            async_std::future::timeout(Duration::from_secs(5), released)
+                .await
+                .expect("close released the waiters, and later ticks do not wait");
         });
     }
 

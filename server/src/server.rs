@@ -47,6 +47,7 @@ pub async fn run(
     shutdown.wait().await;
     info!("shutting down");
     hub.quit_all();
+    hub.pacer.close();
     if rt::timeout(DRAIN_TIME, async {
         tasks.wait().await;
         Ok(())
@@ -57,7 +58,6 @@ pub async fn run(
         warn!("some connections did not drain in {DRAIN_TIME:?}");
     }
     hub.flusher.close();
-    hub.pacer.close();
     services.store.close();
     info!("stopped");
     Ok(())
