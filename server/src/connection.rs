@@ -140,22 +140,37 @@ fn flood_bucket(config: &Config) -> Option<TokenBucket> {
     )
 }
 
-/// Applies flood control to one message; `false` means the connection was dropped for it.
-async fn pace(bucket: &mut Option<TokenBucket>, conn: &Conn) -> bool {
-    let Some(bucket) = bucket else {
-        return true;
-    };
-    match bucket.take(Instant::now()) {
-        Verdict::Go => true,
-        Verdict::Wait(pause) => {
-            // Boxed: only a flooder pays for a timer's space.
-            Box::pin(rt::sleep(pause)).await;
-            true
+/// The next message's payload, once flood control lets it through; `None` when the
+/// connection is over: the peer left, its bytes cannot be read as messages, or it flooded
+/// (both closed with the reason). Both dialects read through this.
+#[allow(clippy::manual_async_fn)] // an `async fn` would store its arguments twice
+fn next_payload<'a>(
+    reader: &'a mut Reader,
+    hub: &'a Hub,
+    conn: &'a Conn,
+    bucket: &'a mut Option<TokenBucket>,
+) -> impl Future<Output = Option<&'a [u8]>> + Send + 'a {
+    async move {
+        let payload = match reader.next(hub, conn).await {
+            Next::Message(payload) => payload,
+            Next::Closed => return None,
+            Next::Fatal(reason) => {
+                conn.outbox.evict(&reason);
+                return None;
+            }
+        };
+        if let Some(bucket) = bucket {
+            match bucket.take(Instant::now()) {
+                Verdict::Go => {}
+                // Boxed: only a flooder pays for a timer's space.
+                Verdict::Wait(pause) => Box::pin(rt::sleep(pause)).await,
+                Verdict::Disconnect => {
+                    conn.outbox.evict("flooding");
+                    return None;
+                }
+            }
         }
-        Verdict::Disconnect => {
-            conn.outbox.evict("flooding");
-            false
-        }
+        Some(payload)
     }
 }
 
@@ -171,23 +186,14 @@ fn chat<'a>(
         let mut bucket = flood_bucket(&hub.config);
         let mut session = Session::new(hub.clone(), services.clone(), conn.clone());
         loop {
-            // Only what each wait needs is kept across it: the payload, not the whole `Next`;
-            // the boxed future, not the `Step` it came from.
-            let payload = match reader.next(hub, conn).await {
-                Next::Message(payload) => payload,
-                Next::Closed => break,
-                Next::Fatal(reason) => {
-                    conn.outbox.evict(&reason);
-                    break;
-                }
-            };
-            if !pace(&mut bucket, conn).await {
+            let Some(payload) = next_payload(reader, hub, conn, &mut bucket).await else {
                 break;
-            }
+            };
             let later = match session.handle(payload) {
                 Step::Done(Flow::Continue) => continue,
                 Step::Done(Flow::Close) => break,
-                // Boxed: only disk-bound commands pay for this future's space.
+                // Boxed, and only the box is kept across the wait (not the `Step`): only
+                // disk-bound commands pay for this future's space.
                 Step::Later(step) => Box::pin(session.complete(step)),
             };
             later.await;
@@ -206,17 +212,9 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
     let mut user: Option<Name<'static>> = None;
     let mut compose_to: Option<Name<'static>> = None;
     loop {
-        let payload = match reader.next(hub, conn).await {
-            Next::Message(payload) => payload,
-            Next::Closed => break,
-            Next::Fatal(reason) => {
-                conn.outbox.evict(&reason);
-                break;
-            }
-        };
-        if !pace(&mut bucket, conn).await {
+        let Some(payload) = next_payload(reader, hub, conn, &mut bucket).await else {
             break;
-        }
+        };
         let Ok(line) = payload_str(payload) else {
             warn!("{} mailbox: text is not printable; dropping", conn.label);
             break;
