@@ -162,13 +162,13 @@ fn one_mailbox_seen_from_both_doors(f: Framing) {
     // (Whether a door LOGIN is announced to named chat clients is not specified: skip
     // notices before each reply here.)
     chat.send("READ");
-    chat.expect_after_notices(&yan);
-    chat.expect("from the door");
+    chat.expect_after_notices(&format!("FROM {yan}"));
+    chat.expect("TEXT from the door");
     // LOGIN again on a connection that has the name: just the count.
     chat.send(&format!("LOGIN {zed}"));
     chat.expect_after_notices("1");
     chat.send("READ");
-    chat.expect_lines(&[&yan, "and again"]);
+    chat.expect_lines(&[&format!("FROM {yan}"), "TEXT and again"]);
     chat.send("READ");
     chat.expect("READ ERROR");
 
@@ -189,11 +189,11 @@ fn one_mailbox_seen_from_both_doors(f: Framing) {
     door.send("door to chat");
     door.expect("MESSAGE SENT");
     chat.send("READ");
-    chat.expect_after_notices(&yan);
-    chat.expect("joined, then composed");
+    chat.expect_after_notices(&format!("FROM {yan}"));
+    chat.expect("TEXT joined, then composed");
     chat.send("READ");
-    chat.expect_after_notices(&w);
-    chat.expect("door to chat");
+    chat.expect_after_notices(&format!("FROM {w}"));
+    chat.expect("TEXT door to chat");
 }
 
 /// On the chat port, COMPOSE always takes the next message as its text, even when it is
@@ -220,7 +220,7 @@ fn compose_follow_up_is_always_consumed(f: Framing) {
     b.send("LOGIN b");
     b.expect("1");
     b.send("READ");
-    b.expect_lines(&["a", "PING"]);
+    b.expect_lines(&["FROM a", "TEXT PING"]);
     b.send("READ");
     b.expect("READ ERROR");
 }
@@ -232,10 +232,12 @@ fn acknowledged_messages_survive_kill_9() {
     const CYCLES: usize = 24;
     let dir = TempDir::new();
     let mut model: VecDeque<String> = VecDeque::new();
-    let read = |c: &mut Client, model: &mut VecDeque<String>| {
+    // The chat port marks the sender and text lines; the strict door sends them bare.
+    let read = |c: &mut Client, model: &mut VecDeque<String>, door: bool| {
         c.send("READ");
         match model.pop_front() {
-            Some(text) => c.expect_lines(&["r", &text]),
+            Some(text) if door => c.expect_lines(&["r", &text]),
+            Some(text) => c.expect_lines(&["FROM r", &format!("TEXT {text}")]),
             None => c.expect("READ ERROR"),
         }
     };
@@ -246,10 +248,11 @@ fn acknowledged_messages_survive_kill_9() {
             1 => s.framed(),
             _ => s.mailbox(),
         };
+        let door = cycle % 3 == 2;
         c.send("LOGIN r");
         c.expect(&model.len().to_string());
         if cycle % 2 == 1 {
-            read(&mut c, &mut model);
+            read(&mut c, &mut model, door);
         }
         for j in 0..2 {
             let text = format!("cycle {cycle} message {j}");
@@ -260,7 +263,7 @@ fn acknowledged_messages_survive_kill_9() {
         }
         if cycle % 4 == 2 {
             // Killed right after a READ was answered.
-            read(&mut c, &mut model);
+            read(&mut c, &mut model, door);
         }
         s.kill9();
     }
@@ -269,7 +272,7 @@ fn acknowledged_messages_survive_kill_9() {
     c.send("LOGIN r");
     c.expect(&model.len().to_string());
     while !model.is_empty() {
-        read(&mut c, &mut model);
+        read(&mut c, &mut model, false);
     }
     c.send("READ");
     c.expect("READ ERROR");
@@ -325,10 +328,10 @@ fn twenty_concurrent_composers_to_one_user() {
         r.send("READ");
         let from = r.recv();
         let k: usize = from
-            .strip_prefix('s')
+            .strip_prefix("FROM s")
             .and_then(|k| k.parse().ok())
             .unwrap_or_else(|| panic!("unexpected sender {from:?}"));
-        r.expect(&format!("from s{k} number {}", next[k]));
+        r.expect(&format!("TEXT from s{k} number {}", next[k]));
         next[k] += 1;
     }
     assert_eq!(next, [EACH; SENDERS]);
@@ -497,7 +500,11 @@ fn post_is_verified_and_delivered_to_other_machines(f: Framing) {
     cam.expect("POSTED 2");
     cam.expect_nothing_pending();
     for m in &mut machines[1..] {
-        m.expect_lines(&["* POST joe@camelot", "Lunch", "Noon at the usual place."]);
+        m.expect_lines(&[
+            "* POST joe@camelot",
+            "SUBJECT Lunch",
+            "BODY Noon at the usual place.",
+        ]);
     }
     plain.expect_nothing_pending();
     // Limits are in characters: 80 and 512 of them pass, even when multi-byte.
@@ -506,7 +513,11 @@ fn post_is_verified_and_delivered_to_other_machines(f: Framing) {
     post(mer, "ann@merlin", &subject, &body);
     mer.expect("POSTED 2");
     for i in [0, 2] {
-        machines[i].expect_lines(&["* POST ann@merlin", &subject, &body]);
+        machines[i].expect_lines(&[
+            "* POST ann@merlin",
+            &format!("SUBJECT {subject}"),
+            &format!("BODY {body}"),
+        ]);
     }
 }
 
@@ -528,7 +539,7 @@ fn unconnected_machine_is_deregistered_by_a_post(f: Framing) {
 
     post(&mut cam, "joe@camelot", "Hi", "anyone there?");
     cam.expect("POSTED 1");
-    mer.expect_lines(&["* POST joe@camelot", "Hi", "anyone there?"]);
+    mer.expect_lines(&["* POST joe@camelot", "SUBJECT Hi", "BODY anyone there?"]);
     assert_eq!(registry(&s.data_dir), ["camelot", "merlin"]);
     let mut back = s.client(f);
     back.send("REGISTER ghost");
@@ -597,7 +608,7 @@ fn shutdown_with_the_flag_notifies_everyone_and_keeps_messages() {
     b.send("LOGIN b");
     b.expect("1");
     b.send("READ");
-    b.expect_lines(&["a", "before shutdown"]);
+    b.expect_lines(&["FROM a", "TEXT before shutdown"]);
     b.send("READ");
     b.expect("READ ERROR");
 }

@@ -41,13 +41,14 @@ impl Assembler {
         if let Some((sender, subject)) = self.post.take() {
             return match subject {
                 None => {
-                    self.post = Some((sender, Some(msg)));
+                    let subject = msg.strip_prefix("SUBJECT ").unwrap_or(&msg).to_owned();
+                    self.post = Some((sender, Some(subject)));
                     None
                 }
                 Some(subject) => Some(Incoming::Post {
                     sender,
                     subject,
-                    body: msg,
+                    body: msg.strip_prefix("BODY ").unwrap_or(&msg).to_owned(),
                 }),
             };
         }
@@ -100,7 +101,7 @@ mod tests {
     #[test]
     fn structured_broadcast_is_reassembled() {
         assert_eq!(
-            feed_all(&["* POST joe@merlin", "Lunch", "* Noon", "POSTED 1"]),
+            feed_all(&["* POST joe@merlin", "SUBJECT Lunch", "BODY * Noon", "POSTED 1"]),
             [
                 Incoming::Post {
                     sender: "joe@merlin".into(),

@@ -35,6 +35,9 @@ pub enum Command<'a> {
     Compose(Name<'a>),
     /// `READ`: take the oldest stored message.
     Read,
+    /// `ACK`: the message the last READ returned has arrived; remove it. (Any next command
+    /// acknowledges it too.)
+    Ack,
     /// `REGISTER <machine>`: register this connection's machine (seed 000).
     Register(Name<'a>),
     /// `DEREGISTER`: remove this connection's machine from the registry.
@@ -94,6 +97,7 @@ pub fn syntax(verb: &str) -> Option<&'static str> {
         "LOGIN" => "LOGIN <name>",
         "COMPOSE" => "COMPOSE <name>, then the text as the next line",
         "READ" => "READ",
+        "ACK" => "ACK",
         "REGISTER" => "REGISTER <machine>",
         "DEREGISTER" => "DEREGISTER",
         "POST" => "POST <user@machine>, then a subject line and a body line",
@@ -166,6 +170,7 @@ impl<'a> Command<'a> {
             "LIST" | "GETNAMES" => bare(Command::List),
             "EXIT" | "QUIT" => bare(Command::Quit),
             "READ" => bare(Command::Read),
+            "ACK" => bare(Command::Ack),
             "DEREGISTER" => bare(Command::Deregister),
             "SHUTDOWN" => bare(Command::Shutdown),
             "PING" => bare(Command::Ping),
@@ -183,6 +188,7 @@ impl<'a> Command<'a> {
                 | Command::Bcst(_)
                 | Command::Compose(_)
                 | Command::Read
+                | Command::Ack
         )
     }
 }

@@ -45,13 +45,26 @@ pub enum Reply<'a> {
     MessageSent,
     /// `MESSAGE FAILED`: the mailbox is full (or could not be written).
     MessageFailed,
-    /// The oldest stored message: the sender's name, then the text.
+    /// The oldest stored message on the chat port: `FROM <sender>`, then `TEXT <text>`.
+    /// Both lines are marked with a field name, so no text can pass for a server notice.
     Mail {
         /// Who left it.
         from: &'a str,
         /// What it says.
         text: &'a str,
     },
+    /// The oldest stored message on the strict mailbox door: the sender's name, then the
+    /// text, bare, exactly as seed 001 shows them (that door never sends notices).
+    StrictMail {
+        /// Who left it.
+        from: &'a str,
+        /// What it says.
+        text: &'a str,
+    },
+    /// `ACKED`: the message the last READ returned is removed, durably.
+    Acked,
+    /// `Nothing To Ack: READ first`: no READ is waiting for an acknowledgement.
+    NothingToAck,
     /// `READ ERROR`: no stored message.
     ReadError,
     /// `REGISTERED <machine>`.
@@ -97,7 +110,8 @@ pub enum Reply<'a> {
     Joined(&'a str),
     /// `* <name> left`.
     Left(&'a str),
-    /// `* POST <user@machine>`, then the subject line, then the body line.
+    /// `* POST <user@machine>`, then `SUBJECT <subject>`, then `BODY <body>`: the user's
+    /// lines are marked with a field name, so none can pass for a server notice.
     Post {
         /// Claimed and verified sender.
         sender: &'a Sender<'a>,
@@ -143,9 +157,15 @@ impl Reply<'_> {
             Reply::MessageSent => put(format_args!("MESSAGE SENT")),
             Reply::MessageFailed => put(format_args!("MESSAGE FAILED")),
             Reply::Mail { from, text } => {
+                put_parts(framing, out, &["FROM ", from]);
+                put_parts(framing, out, &["TEXT ", text]);
+            }
+            Reply::StrictMail { from, text } => {
                 put(format_args!("{from}"));
                 put(format_args!("{text}"));
             }
+            Reply::Acked => put(format_args!("ACKED")),
+            Reply::NothingToAck => put(format_args!("Nothing To Ack: READ first")),
             Reply::ReadError => put(format_args!("READ ERROR")),
             Reply::Registered(m) => put(format_args!("REGISTERED {m}")),
             Reply::AlreadyRegistered(m) => put(format_args!("ALREADY REGISTERED {m}")),
@@ -177,8 +197,8 @@ impl Reply<'_> {
                 body,
             } => {
                 put(format_args!("* POST {sender}"));
-                put(format_args!("{subject}"));
-                put(format_args!("{body}"));
+                put_parts(framing, out, &["SUBJECT ", subject.as_str()]);
+                put_parts(framing, out, &["BODY ", body.as_str()]);
             }
             Reply::Ping => put(format_args!("* PING")),
             Reply::Quit(reason) => put(format_args!("* QUIT {reason}")),
@@ -224,12 +244,20 @@ mod tests {
         assert_eq!(Reply::MessageFailed.lines(), ["MESSAGE FAILED"]);
         assert_eq!(Reply::ReadError.lines(), ["READ ERROR"]);
         assert_eq!(
-            Reply::Mail {
+            Reply::StrictMail {
                 from: "bob",
                 text: "At least you'll talk to me"
             }
             .lines(),
             ["bob", "At least you'll talk to me"]
+        );
+        assert_eq!(
+            Reply::Mail {
+                from: "bob",
+                text: "* QUIT server shutting down"
+            }
+            .lines(),
+            ["FROM bob", "TEXT * QUIT server shutting down"]
         );
     }
 
@@ -245,7 +273,7 @@ mod tests {
     #[test]
     fn framed_rendering_is_one_frame_per_line() {
         let mut out = Vec::new();
-        Reply::Mail {
+        Reply::StrictMail {
             from: "a",
             text: "hi",
         }

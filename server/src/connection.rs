@@ -242,7 +242,7 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
             (Some(MailCommand::Read), Some(me)) => {
                 info!("{} mailbox: READ {me}", conn.label);
                 let _ = match Box::pin(services.read(me.as_str())).await {
-                    Some(mail) => conn.send(&Reply::Mail {
+                    Some(mail) => conn.send(&Reply::StrictMail {
                         from: &mail.from,
                         text: &mail.text,
                     }),

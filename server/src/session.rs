@@ -215,6 +215,7 @@ impl Session {
             }
             Command::Compose(to) => self.pending = Pending::ComposeText(to.into_owned()),
             Command::Read => return Step::Later(Deferred::Read),
+            Command::Ack => self.reply(Reply::NothingToAck),
             Command::Register(machine) => {
                 return Step::Later(Deferred::Register(machine.into_owned()))
             }
