@@ -101,7 +101,12 @@ mod tests {
     #[test]
     fn structured_broadcast_is_reassembled() {
         assert_eq!(
-            feed_all(&["* POST joe@merlin", "SUBJECT Lunch", "BODY * Noon", "POSTED 1"]),
+            feed_all(&[
+                "* POST joe@merlin",
+                "SUBJECT Lunch",
+                "BODY * Noon",
+                "POSTED 1"
+            ]),
             [
                 Incoming::Post {
                     sender: "joe@merlin".into(),
