@@ -1,6 +1,8 @@
 //! Bad input gets a clear error or a closed connection, never a crash or a hang: every case
 //! is followed by fresh clients that still chat.
 
+use std::time::Duration;
+
 use chat_tests::{both_framings, Client, Framing, Server};
 
 both_framings!(
@@ -374,4 +376,100 @@ fn connections_past_the_limit_are_refused_with_a_reason() {
     let mut c = s.line();
     c.join("c");
     a.expect("* c joined");
+}
+
+/// Memory amplification: clients that JOIN and never read, and one connection broadcasting
+/// 4,000-byte messages as fast as the server takes them. Each client's queue is bounded by
+/// `--send-queue` (1 MiB), so without a bound on the total 100 of them could hold 100 MiB;
+/// `--memory-budget` holds all queues together to 16 MiB: the server's memory stays under
+/// the budget plus a fixed overhead, the backlogged clients are evicted with a reason, and
+/// fresh clients still join and chat.
+#[test]
+fn broadcast_amplification_is_held_to_the_memory_budget() {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    const SILENT: usize = 100;
+    // Enough that each silent client's share passes what the kernel buffers for it (a
+    // socket's send buffer grows to about 4 MB on loopback).
+    const BROADCASTS: usize = 1500;
+    const BUDGET_KIB: u64 = 16 * 1024;
+    let s = Server::start(&[
+        "--flood-rate",
+        "0",
+        "--max-users",
+        "1000",
+        "--memory-budget",
+        &(BUDGET_KIB * 1024).to_string(),
+    ]);
+    let mut talker = s.line();
+    talker.join("talker");
+    let mut silent = Vec::new();
+    for i in 0..SILENT {
+        let mut c = Client::connect_small_window(s.addr, Framing::Line, 4096);
+        c.join(&format!("silent{i}"));
+        silent.push(c);
+    }
+    // The server works through the broadcasts after the talker has written them: sample
+    // its memory on a thread of its own until the talker's PING, sent last, is answered.
+    let done = Arc::new(AtomicBool::new(false));
+    #[cfg(any(target_os = "linux", windows))]
+    let sampler = {
+        let (pid, done) = (s.pid(), done.clone());
+        std::thread::spawn(move || {
+            let before = chat_tests::rss_kib(pid);
+            let mut max = before;
+            while !done.load(Ordering::Relaxed) {
+                max = max.max(chat_tests::rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (before, max)
+        })
+    };
+    // The talker hears the others join, and its PONG; a thread keeps its socket drained.
+    let mut drain = talker.stream().try_clone().expect("clone the socket");
+    let drainer = std::thread::spawn(move || {
+        let (mut sink, mut tail) = ([0u8; 64 * 1024], Vec::new());
+        loop {
+            match drain.read(&mut sink) {
+                Ok(n) if n > 0 => tail.extend_from_slice(&sink[..n]),
+                _ => return false,
+            }
+            if tail.windows(6).any(|w| w == b"\nPONG\n") {
+                return true;
+            }
+            let keep = tail.len().saturating_sub(5);
+            tail.drain(..keep);
+        }
+    });
+    let text = "x".repeat(4000);
+    for i in 0..BROADCASTS {
+        talker.send(&format!("BCST {i:04}{}", &text[4..]));
+    }
+    talker.send("PING");
+    assert!(
+        drainer.join().expect("the drainer"),
+        "no PONG for the talker"
+    );
+    done.store(true, Ordering::Relaxed);
+    assert!(
+        s.wait_log(
+            "evicted: send queue full (server memory budget)",
+            Duration::from_secs(10)
+        ),
+        "no client was evicted for the memory budget"
+    );
+    #[cfg(any(target_os = "linux", windows))]
+    {
+        let (before, max) = sampler.join().expect("the sampler");
+        let growth = max.saturating_sub(before);
+        assert!(
+            growth < BUDGET_KIB + 24 * 1024,
+            "the server's RSS grew by {growth} KiB (from {before} KiB) with a \
+             {BUDGET_KIB} KiB budget"
+        );
+    }
+    s.assert_chats();
+    drop(silent);
 }

@@ -22,6 +22,9 @@ pub struct Config {
     pub flood_grace: Duration,
     /// Most bytes waiting to be sent to one client before it is evicted.
     pub send_queue: usize,
+    /// Most bytes waiting to be sent to all clients together; as it fills, each client's
+    /// share shrinks below `send_queue` (see [`crate::outbox`]).
+    pub memory_budget: usize,
     /// Silence after which a client is pinged, and again after which it is dropped.
     pub idle_timeout: Duration,
     /// Most open connections; more are refused with a notice.
@@ -47,6 +50,7 @@ impl Default for Config {
             flood_burst: 200,
             flood_grace: Duration::from_secs(10),
             send_queue: 1 << 20,
+            memory_budget: 256 << 20,
             idle_timeout: Duration::from_secs(120),
             max_connections: 16_384,
             max_message: protocol::DEFAULT_MAX_MESSAGE,

@@ -19,6 +19,7 @@ use crate::flood::{TokenBucket, Verdict};
 use crate::hub::{Conn, Hub, Liveness};
 use crate::outbox::{Outbox, Settings};
 use crate::reader::{Next, Reader};
+use crate::reason::Disconnect;
 use crate::rt::{self, TcpStream};
 use crate::services::Services;
 use crate::session::{Flow, Session, Step};
@@ -155,7 +156,7 @@ fn next_payload<'a>(
             Next::Message(payload) => payload,
             Next::Closed => return None,
             Next::Fatal(reason) => {
-                conn.outbox.evict(&reason);
+                conn.outbox.evict(Disconnect::Protocol(reason));
                 return None;
             }
         };
@@ -165,7 +166,7 @@ fn next_payload<'a>(
                 // Boxed: only a flooder pays for a timer's space.
                 Verdict::Wait(pause) => Box::pin(rt::sleep(pause)).await,
                 Verdict::Disconnect => {
-                    conn.outbox.evict("flooding");
+                    conn.outbox.evict(Disconnect::Flooding);
                     return None;
                 }
             }

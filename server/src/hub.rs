@@ -17,7 +17,9 @@ use protocol::{Framing, Name, Reply};
 use crate::config::Config;
 use crate::outbox::{Flusher, Outbox, PushError};
 use crate::pacer::Pacer;
+use crate::reason::Disconnect;
 use crate::shutdown::Shutdown;
+use crate::sync;
 
 /// One connection whose framing is known: where to send it messages.
 #[derive(Debug)]
@@ -134,9 +136,9 @@ impl Hub {
     pub fn new(config: Config, shutdown: Shutdown) -> Hub {
         Hub {
             pacer: Pacer::new(config.read_coalesce),
+            flusher: Flusher::new(config.memory_budget),
             config,
             shutdown,
-            flusher: Flusher::new(),
             users: RwLock::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
@@ -162,9 +164,7 @@ impl Hub {
 
     /// Records a connection whose framing is now known.
     pub fn attach(&self, conn: &Arc<Conn>) {
-        if let Ok(mut conns) = self.conns.lock() {
-            conns.insert(conn.id, conn.clone());
-        }
+        sync::lock(&self.conns).insert(conn.id, conn.clone());
         // A connection that arrives during shutdown is told at once.
         if self.shutdown.is_triggered() {
             quit(conn);
@@ -173,9 +173,7 @@ impl Hub {
 
     /// Forgets a closed connection (its name must already be released).
     pub fn detach(&self, id: u64) {
-        if let Ok(mut conns) = self.conns.lock() {
-            conns.remove(&id);
-        }
+        sync::lock(&self.conns).remove(&id);
         self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -183,9 +181,7 @@ impl Hub {
     /// within the notice limit).
     pub fn join(&self, conn: &Arc<Conn>, name: &Name<'static>) -> Joined {
         let count = {
-            let Ok(mut users) = self.users.write() else {
-                return Joined::Full;
-            };
+            let mut users = sync::write(&self.users);
             if users.contains_key(name.as_str()) {
                 return Joined::Taken;
             }
@@ -204,15 +200,15 @@ impl Hub {
 
     /// Frees `name` if `conn` holds it, and tells everyone.
     pub fn leave(&self, conn: &Conn, name: &Name<'static>) {
-        let remaining = match self.users.write() {
-            Ok(mut users) => match users.get(name.as_str()) {
+        let remaining = {
+            let mut users = sync::write(&self.users);
+            match users.get(name.as_str()) {
                 Some(holder) if holder.id == conn.id => {
                     users.remove(name.as_str());
                     Some(users.len())
                 }
                 _ => None,
-            },
-            Err(_) => None,
+            }
         };
         if let Some(remaining) = remaining {
             info!("{} left; {name} is free", conn.label);
@@ -224,24 +220,19 @@ impl Hub {
 
     /// Names taken now, sorted.
     pub fn names(&self) -> Vec<Name<'static>> {
-        let mut names: Vec<_> = match self.users.read() {
-            Ok(users) => users.keys().cloned().collect(),
-            Err(_) => Vec::new(),
-        };
+        let mut names: Vec<_> = sync::read(&self.users).keys().cloned().collect();
         names.sort();
         names
     }
 
     /// The connection holding `name`, if any.
     pub fn user(&self, name: &str) -> Option<Arc<Conn>> {
-        self.users.read().ok()?.get(name).cloned()
+        sync::read(&self.users).get(name).cloned()
     }
 
     /// Sends `reply` to the holder of `to`; `false` when nobody has that name.
     pub fn send_to(&self, to: &str, reply: &Reply<'_>) -> bool {
-        let Ok(users) = self.users.read() else {
-            return false;
-        };
+        let users = sync::read(&self.users);
         match users.get(to) {
             Some(conn) => {
                 // A full queue evicts the recipient; the sender is not told (as with IRC).
@@ -256,9 +247,7 @@ impl Hub {
     /// framing and sharing the bytes.
     pub fn broadcast(&self, except: u64, reply: &Reply<'_>) {
         let mut encoded = Encoded::new(reply);
-        let Ok(users) = self.users.read() else {
-            return;
-        };
+        let users = sync::read(&self.users);
         for conn in users.values() {
             if conn.id != except {
                 let _ = conn.outbox.push(encoded.bytes(conn.framing));
@@ -285,14 +274,11 @@ impl Hub {
     pub fn sweep(&self) {
         let idle = self.config.idle_timeout.as_millis() as u64;
         let now = self.now_ms();
-        let conns: Vec<Arc<Conn>> = match self.conns.lock() {
-            Ok(conns) => conns.values().cloned().collect(),
-            Err(_) => return,
-        };
+        let conns: Vec<Arc<Conn>> = sync::lock(&self.conns).values().cloned().collect();
         for conn in conns {
             let silent = now.saturating_sub(conn.liveness.heard_ms.load(Ordering::Relaxed));
             if silent >= 2 * idle {
-                conn.outbox.evict("ping timeout");
+                conn.outbox.evict(Disconnect::PingTimeout);
             } else if silent >= idle
                 && !conn.quiet
                 && !conn.liveness.pinged.swap(true, Ordering::Relaxed)
@@ -304,10 +290,7 @@ impl Hub {
 
     /// Tells every connection the server is stopping and lets their writers finish.
     pub fn quit_all(&self) {
-        let conns: Vec<Arc<Conn>> = match self.conns.lock() {
-            Ok(conns) => conns.values().cloned().collect(),
-            Err(_) => Vec::new(),
-        };
+        let conns: Vec<Arc<Conn>> = sync::lock(&self.conns).values().cloned().collect();
         info!("telling {} connections the server is stopping", conns.len());
         for conn in &conns {
             quit(conn);

@@ -21,6 +21,7 @@ pub mod hub;
 pub mod outbox;
 pub mod pacer;
 pub mod reader;
+pub mod reason;
 pub mod registry;
 pub mod rt;
 pub mod server;
@@ -28,6 +29,7 @@ pub mod services;
 pub mod session;
 pub mod shutdown;
 pub mod store;
+mod sync;
 
 pub use config::Config;
 pub use server::run;

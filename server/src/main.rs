@@ -47,6 +47,10 @@ struct Args {
     /// Bytes that may wait to be sent to one client before it is disconnected.
     #[arg(long, default_value_t = Config::default().send_queue)]
     send_queue: usize,
+    /// Bytes that may wait to be sent to all clients together (the slowest readers are
+    /// disconnected first as it fills).
+    #[arg(long, default_value_t = Config::default().memory_budget)]
+    memory_budget: usize,
     /// Seconds of silence before a client is pinged (and again before it is dropped).
     #[arg(long, default_value_t = Config::default().idle_timeout.as_secs())]
     idle_timeout: u64,
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         flood_burst: args.flood_burst,
         flood_grace: Duration::from_secs(args.flood_grace),
         send_queue: args.send_queue,
+        memory_budget: args.memory_budget,
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         max_connections: args.max_connections,
         notice_limit: args.notice_limit,

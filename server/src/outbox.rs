@@ -9,9 +9,17 @@
 //! drain. A recipient whose unsent bytes would pass the cap is evicted: its backlog is
 //! dropped, it gets one `* ERROR` notice if that can be sent cleanly, and its socket is shut
 //! down. So one client that stops reading costs everyone else nothing.
+//!
+//! Every outbox also draws on one [`Budget`] for the whole server: the bytes all queues hold
+//! together. While the total is under half the budget each client may queue its full cap; past
+//! that its share shrinks with what is left, so as memory fills up the biggest backlogs (the
+//! slowest readers) pass their shrinking share first and are evicted, with a reason; a push
+//! that would take the total past the budget evicts its recipient. Many non-reading clients
+//! therefore cost at most the budget, not clients × cap.
 
 use std::io;
 use std::net::Shutdown;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,12 +28,63 @@ use log::{debug, warn};
 
 use protocol::{Framing, Reply};
 
+use crate::reason::Disconnect;
 use crate::rt::{self, TcpStream};
+use crate::sync;
 
 /// Unsent bytes that are written at once instead of waiting for the flusher's pass.
 const WRITE_AT: usize = 4096;
 /// A drained buffer up to this size is kept for the next message.
 const KEEP_CAPACITY: usize = 1024;
+/// However full the budget, a client may always queue this much (within its own cap): a
+/// reader that keeps up never holds more than a write's worth or two.
+const MIN_SHARE: usize = 64 * 1024;
+
+/// The bound on all queued output together, shared by every outbox of a server.
+#[derive(Debug)]
+pub struct Budget {
+    /// Most bytes all queues may hold together.
+    limit: usize,
+    /// Bytes they hold now.
+    used: AtomicUsize,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes, none used.
+    pub fn new(limit: usize) -> Budget {
+        Budget {
+            limit: limit.max(1),
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Bytes queued now, over every connection.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The most one client may queue now, given its own `cap`: all of it while the total is
+    /// under half the budget, then a share that shrinks linearly to [`MIN_SHARE`] as the
+    /// total reaches the budget.
+    fn share(&self, cap: usize, used: usize) -> usize {
+        let half = self.limit / 2;
+        if used <= half {
+            return cap;
+        }
+        let left = self.limit.saturating_sub(used);
+        let scaled = (cap as u128 * left as u128 / half.max(1) as u128) as usize;
+        scaled.max(MIN_SHARE).min(cap)
+    }
+
+    /// Moves the recorded total from `was` to `now` bytes for one queue.
+    fn charge(&self, was: usize, now: usize) {
+        if now > was {
+            self.used.fetch_add(now - was, Ordering::Relaxed);
+        } else if was > now {
+            self.used.fetch_sub(was - now, Ordering::Relaxed);
+        }
+    }
+}
 
 /// What happens to the connection once its buffer is empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +104,10 @@ struct State {
     buf: Vec<u8>,
     /// How much of `buf` is written. Non-zero means a message may be cut in half on the wire.
     sent: usize,
+    /// Bytes a writer task took out of `buf` and has not finished writing.
+    in_flight: usize,
+    /// What this queue has drawn on the server's [`Budget`] (unsent + in flight).
+    charged: usize,
     /// On the flusher's list.
     dirty: bool,
     /// A writer task owns the socket until the buffer drains.
@@ -52,7 +115,7 @@ struct State {
     /// Open, finishing or closed.
     phase: Phase,
     /// Why the connection was evicted.
-    reason: Option<String>,
+    reason: Option<Disconnect>,
     /// Dropped when the connection closes, which wakes its reader (see [`Outbox::closed`]).
     closer: Option<oneshot::Sender<()>>,
 }
@@ -109,6 +172,8 @@ impl Outbox {
             state: Mutex::new(State {
                 buf: Vec::new(),
                 sent: 0,
+                in_flight: 0,
+                charged: 0,
                 dirty: false,
                 writing: false,
                 phase: Phase::Open,
@@ -126,13 +191,20 @@ impl Outbox {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock leaves only bytes behind; keep using them.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        sync::lock(&self.state)
     }
 
-    /// Appends what `render` writes; evicts the connection if that passes the cap.
+    /// Brings this queue's draw on the server's budget up to date with what it holds.
+    fn recharge(&self, st: &mut State) {
+        let now = st.buf.len() - st.sent + st.in_flight;
+        if now != st.charged {
+            self.flusher.budget.charge(st.charged, now);
+            st.charged = now;
+        }
+    }
+
+    /// Appends what `render` writes; evicts the connection if that passes its cap, its
+    /// share of the server's budget, or the budget itself.
     pub fn push_with(self: &Arc<Self>, render: impl FnOnce(&mut Vec<u8>)) -> Result<(), PushError> {
         let mut st = self.lock();
         if st.phase != Phase::Open {
@@ -140,13 +212,24 @@ impl Outbox {
         }
         let before = st.buf.len();
         render(&mut st.buf);
-        let unsent = st.buf.len() - st.sent;
-        if unsent > self.cap {
+        let added = st.buf.len() - before;
+        let held = st.buf.len() - st.sent + st.in_flight;
+        let budget = &self.flusher.budget;
+        let used = budget.used();
+        let over = if held > self.cap {
+            Some(Disconnect::SendQueueFull)
+        } else if used + added > budget.limit || held > budget.share(self.cap, used) {
+            Some(Disconnect::MemoryBudget)
+        } else {
+            None
+        };
+        if let Some(reason) = over {
             st.buf.truncate(before);
-            self.evict_locked(st, "send queue full");
+            self.evict_locked(st, reason);
             return Err(PushError::Overflow);
         }
-        if unsent >= WRITE_AT && !st.writing {
+        self.recharge(&mut st);
+        if st.buf.len() - st.sent >= WRITE_AT && !st.writing {
             // A full write's worth: send it now rather than let every recipient of a busy
             // fan-out hold a large buffer until the flusher's pass.
             self.write_now(st);
@@ -190,7 +273,7 @@ impl Outbox {
     }
 
     /// Why the connection was evicted, if it was.
-    pub fn eviction(&self) -> Option<String> {
+    pub fn eviction(&self) -> Option<Disconnect> {
         self.lock().reason.clone()
     }
 
@@ -208,6 +291,7 @@ impl Outbox {
         let mut st = self.lock();
         if st.phase == Phase::Open {
             reply.render(self.framing, &mut st.buf);
+            self.recharge(&mut st);
             st.phase = Phase::Finishing;
             if st.sent < st.buf.len() {
                 return self.schedule(st);
@@ -236,7 +320,7 @@ impl Outbox {
     }
 
     /// Closes the connection now for `reason`.
-    pub fn evict(&self, reason: &str) {
+    pub fn evict(&self, reason: Disconnect) {
         let st = self.lock();
         if st.phase != Phase::Closed {
             self.evict_locked(st, reason);
@@ -245,19 +329,20 @@ impl Outbox {
 
     /// Drops the backlog, says why if that can be done cleanly, and shuts the socket down,
     /// which also ends the connection's reader and any writer task.
-    fn evict_locked(&self, mut st: MutexGuard<'_, State>, reason: &str) {
+    fn evict_locked(&self, mut st: MutexGuard<'_, State>, reason: Disconnect) {
         warn!("{} evicted: {reason}", self.label);
-        st.reason = Some(reason.to_owned());
         st.phase = Phase::Closed;
         // Only a buffer with nothing half-written ends on a message boundary.
         let clean = st.sent == 0 && !st.writing;
         st.buf = Vec::new();
         st.sent = 0;
+        self.recharge(&mut st);
         if clean && self.last_words {
             let mut notice = Vec::new();
-            Reply::Error(reason).render(self.framing, &mut notice);
+            Reply::Error(&reason.to_string()).render(self.framing, &mut notice);
             let _ = rt::try_write(&self.stream, &notice);
         }
+        st.reason = Some(reason);
         self.shut(&mut st);
     }
 
@@ -267,6 +352,7 @@ impl Outbox {
             st.phase = Phase::Closed;
             st.buf = Vec::new();
             st.sent = 0;
+            self.recharge(st);
             self.shut(st);
         }
     }
@@ -290,6 +376,7 @@ impl Outbox {
                 Ok(n) => st.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     st.writing = true;
+                    self.recharge(&mut st);
                     drop(st);
                     rt::spawn(self.clone().write_slowly());
                     return;
@@ -299,12 +386,14 @@ impl Outbox {
                     st.phase = Phase::Closed;
                     st.buf = Vec::new();
                     st.sent = 0;
+                    self.recharge(&mut st);
                     self.shut(&mut st);
                     return;
                 }
             }
         }
         drained(&mut st);
+        self.recharge(&mut st);
         self.close_if_drained(&mut st);
     }
 
@@ -312,39 +401,47 @@ impl Outbox {
     /// flusher. A write that makes no progress for `stall` evicts the peer.
     async fn write_slowly(self: Arc<Self>) {
         use async_std::io::WriteExt;
-        let mut chunk = Vec::new();
         loop {
-            {
+            let (chunk, from) = {
                 let mut st = self.lock();
+                st.in_flight = 0;
                 if st.phase == Phase::Closed {
                     st.writing = false;
+                    self.recharge(&mut st);
                     return;
                 }
                 if st.sent == st.buf.len() {
                     st.writing = false;
                     drained(&mut st);
+                    self.recharge(&mut st);
                     return self.close_if_drained(&mut st);
                 }
-                // Take the unsent bytes; new pushes go to a fresh buffer meanwhile.
-                chunk.clear();
-                let from = st.sent;
-                chunk.extend_from_slice(&st.buf[from..]);
-                st.buf.clear();
-                st.sent = 0;
-            }
+                // Take the buffer itself (no copy); new pushes start a fresh one meanwhile.
+                // The bytes stay charged to the budget, as in flight, until written.
+                let from = std::mem::take(&mut st.sent);
+                let chunk = std::mem::take(&mut st.buf);
+                st.in_flight = chunk.len() - from;
+                self.recharge(&mut st);
+                (chunk, from)
+            };
             let mut stream = &self.stream;
-            match rt::timeout(self.stall, stream.write_all(&chunk)).await {
+            match rt::timeout(self.stall, stream.write_all(&chunk[from..])).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     // Still `writing`: the socket may hold half a message, so no notice.
-                    return self.evict(&format!("write stalled for {:?}", self.stall));
+                    drop(chunk);
+                    self.lock().in_flight = 0;
+                    return self.evict(Disconnect::WriteStalled(self.stall));
                 }
                 Err(e) => {
                     debug!("{} write failed: {e}", self.label);
                     let mut st = self.lock();
                     st.writing = false;
+                    st.in_flight = 0;
                     st.phase = Phase::Closed;
                     st.buf = Vec::new();
+                    st.sent = 0;
+                    self.recharge(&mut st);
                     self.shut(&mut st);
                     return;
                 }
@@ -367,6 +464,8 @@ fn drained(st: &mut State) {
 /// The list of outboxes with unsent bytes, and the task that writes them.
 #[derive(Debug)]
 pub struct Flusher {
+    /// The bound on what every outbox it flushes holds together.
+    pub budget: Budget,
     /// Outboxes waiting for a flush.
     dirty: Mutex<Vec<Arc<Outbox>>>,
     /// Wakes the flusher task when the list stops being empty.
@@ -376,10 +475,12 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    /// A flusher; call [`Flusher::run`] in a task.
-    pub fn new() -> Arc<Flusher> {
+    /// A flusher for outboxes that together may hold `budget` bytes; call
+    /// [`Flusher::run`] in a task.
+    pub fn new(budget: usize) -> Arc<Flusher> {
         let (wake, woken) = async_channel::bounded(1);
         Arc::new(Flusher {
+            budget: Budget::new(budget),
             dirty: Mutex::new(Vec::new()),
             wake,
             woken,
@@ -387,7 +488,7 @@ impl Flusher {
     }
 
     fn add(&self, outbox: Arc<Outbox>) {
-        let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+        let mut dirty = sync::lock(&self.dirty);
         dirty.push(outbox);
         if dirty.len() == 1 {
             // Full means a wake-up is already pending.
@@ -406,7 +507,7 @@ impl Flusher {
     /// Writes every dirty outbox once.
     pub fn flush_all(&self, batch: &mut Vec<Arc<Outbox>>) {
         {
-            let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+            let mut dirty = sync::lock(&self.dirty);
             std::mem::swap(&mut *dirty, batch);
         }
         for outbox in batch.drain(..) {
@@ -448,7 +549,7 @@ mod tests {
     fn order_kept_through_the_slow_path_and_closed_after_drain() {
         async_std::task::block_on(async {
             let (server, mut client) = pair().await;
-            let flusher = Flusher::new();
+            let flusher = Flusher::new(1 << 30);
             rt::spawn(flusher.clone().run());
             let outbox = Outbox::new(server, settings(64 << 20), flusher.clone());
             // Far more than the socket buffers hold, so the writer task must take over.
@@ -468,17 +569,69 @@ mod tests {
     }
 
     #[test]
+    fn share_is_the_whole_cap_until_half_the_budget_then_shrinks() {
+        let budget = Budget::new(100 << 20);
+        let cap = 1 << 20;
+        assert_eq!(budget.share(cap, 0), cap);
+        assert_eq!(budget.share(cap, 50 << 20), cap);
+        assert_eq!(budget.share(cap, 75 << 20), cap / 2);
+        assert_eq!(budget.share(cap, 100 << 20), MIN_SHARE);
+        assert_eq!(budget.share(cap, 200 << 20), MIN_SHARE);
+        // A cap below the floor stays the limit.
+        assert_eq!(budget.share(1000, 99 << 20), 1000);
+    }
+
+    #[test]
+    fn many_non_readers_share_one_budget_and_the_backlogged_go_first() {
+        async_std::task::block_on(async {
+            const LIMIT: usize = 512 << 10;
+            let flusher = Flusher::new(LIMIT);
+            rt::spawn(flusher.clone().run());
+            // Eight peers that never read, each allowed a 1 MiB queue on its own: together
+            // they could hold 8 MiB, but the budget holds them to 512 KiB.
+            let mut peers = Vec::new();
+            let mut outboxes = Vec::new();
+            for _ in 0..8 {
+                let (server, client) = pair().await;
+                peers.push(client);
+                outboxes.push(Outbox::new(server, settings(1 << 20), flusher.clone()));
+            }
+            let message = vec![b'x'; 4000];
+            let mut peak = 0;
+            for _ in 0..2000 {
+                for outbox in &outboxes {
+                    let _ = outbox.push(&message);
+                    peak = peak.max(flusher.budget.used());
+                }
+                rt::yield_now().await;
+            }
+            assert!(
+                peak <= LIMIT,
+                "{peak} bytes queued past a {LIMIT}-byte budget"
+            );
+            let evicted: Vec<_> = outboxes.iter().filter_map(|o| o.eviction()).collect();
+            assert!(!evicted.is_empty(), "nobody was evicted");
+            assert!(evicted.iter().all(|r| *r == Disconnect::MemoryBudget));
+            // An evicted queue gives its bytes back.
+            let held: usize = outboxes.iter().map(|o| o.queued()).sum();
+            assert!(flusher.budget.used() >= held);
+            drop(outboxes);
+            flusher.close();
+        });
+    }
+
+    #[test]
     fn cap_is_in_bytes_and_evicts_with_a_notice() {
         async_std::task::block_on(async {
             let (server, mut client) = pair().await;
-            let flusher = Flusher::new();
+            let flusher = Flusher::new(1 << 30);
             let outbox = Outbox::new(server, settings(10), flusher.clone());
             assert_eq!(outbox.push(b"12345"), Ok(()));
             assert_eq!(outbox.push(b"12345"), Ok(()));
             assert_eq!(outbox.queued(), 10);
             assert_eq!(outbox.push(b"1"), Err(PushError::Overflow));
             assert!(outbox.is_closing());
-            assert_eq!(outbox.eviction().as_deref(), Some("send queue full"));
+            assert_eq!(outbox.eviction(), Some(Disconnect::SendQueueFull));
             assert_eq!(outbox.queued(), 0);
             assert_eq!(outbox.push(b"1"), Err(PushError::Closed));
             // Nothing was written yet, so the notice arrives whole, then the end.

@@ -66,7 +66,7 @@ impl Pacer {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state is a counter and a list of wakers: usable whatever a panic left.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Ready once a tick has passed since the first poll with an empty `slot` (which this

@@ -15,6 +15,7 @@ use log::{error, info, warn};
 use crate::config::Config;
 use crate::connection::{serve, Door};
 use crate::hub::Hub;
+use crate::reason::Disconnect;
 use crate::rt::{self, TcpListener, TcpStream};
 use crate::services::Services;
 use crate::shutdown::{Shutdown, TaskGuard, Tasks};
@@ -131,7 +132,7 @@ fn is_transient(e: &io::Error) -> bool {
 async fn refuse(mut stream: TcpStream) {
     let _ = rt::timeout(
         Duration::from_secs(1),
-        stream.write_all(b"* ERROR too many connections\n"),
+        stream.write_all(format!("* ERROR {}\n", Disconnect::TooManyConnections).as_bytes()),
     )
     .await;
     let _ = stream.shutdown(std::net::Shutdown::Both);

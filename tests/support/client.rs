@@ -47,6 +47,26 @@ impl Client {
     pub fn connect(addr: SocketAddr, framing: Framing) -> Client {
         let stream = TcpStream::connect_timeout(&addr, TIMEOUT)
             .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        Client::over(stream, framing)
+    }
+
+    /// Connects in `framing` with a receive buffer of about `bytes`, set before the
+    /// handshake so the window the server sees stays small (a client that reads little).
+    pub fn connect_small_window(addr: SocketAddr, framing: Framing, bytes: usize) -> Client {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
+            .unwrap_or_else(|e| panic!("a socket: {e}"));
+        socket
+            .set_recv_buffer_size(bytes)
+            .unwrap_or_else(|e| panic!("SO_RCVBUF: {e}"));
+        socket
+            .connect_timeout(&addr.into(), TIMEOUT)
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        Client::over(socket.into(), framing)
+    }
+
+    /// A client over a connected socket.
+    fn over(stream: TcpStream, framing: Framing) -> Client {
         let _ = stream.set_nodelay(true);
         // Writes have a deadline too: a server that stops reading fails the test, not hangs it.
         let _ = stream.set_write_timeout(Some(4 * TIMEOUT));
