@@ -190,7 +190,10 @@ fn chat<'a>(
             let Some(payload) = next_payload(reader, hub, conn, &mut bucket).await else {
                 break;
             };
-            let later = match session.handle(payload) {
+            let fanned = hub.fanned();
+            let step = session.handle(payload);
+            reader.count_fanout(hub.fanned().wrapping_sub(fanned));
+            let later = match step {
                 Step::Done(Flow::Continue) => continue,
                 Step::Done(Flow::Close) => break,
                 // Boxed, and only the box is kept across the wait (not the `Step`): only

@@ -127,6 +127,9 @@ pub struct Hub {
     open: AtomicUsize,
     /// Source of connection ids.
     next_id: AtomicU64,
+    /// Deliveries queued by broadcasts since the start (for fair turns; see
+    /// [`crate::reader::Reader::count_fanout`]).
+    fanned: AtomicU64,
     /// Zero point of the liveness clock.
     epoch: Instant,
 }
@@ -143,6 +146,7 @@ impl Hub {
             conns: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
+            fanned: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
@@ -253,6 +257,12 @@ impl Hub {
                 let _ = conn.outbox.push(encoded.bytes(conn.framing));
             }
         }
+        self.fanned.fetch_add(users.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Deliveries queued by broadcasts since the server started.
+    pub fn fanned(&self) -> u64 {
+        self.fanned.load(Ordering::Relaxed)
     }
 
     /// Milliseconds since the hub started.

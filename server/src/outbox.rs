@@ -34,6 +34,8 @@ use crate::sync;
 
 /// Unsent bytes that are written at once instead of waiting for the flusher's pass.
 const WRITE_AT: usize = 4096;
+/// Outboxes the flusher writes before it lets other tasks run.
+const FLUSH_PER_TURN: usize = 256;
 /// A drained buffer up to this size is kept for the next message.
 const KEEP_CAPACITY: usize = 1024;
 /// However full the budget, a client may always queue this much (within its own cap): a
@@ -104,9 +106,10 @@ struct State {
     buf: Vec<u8>,
     /// How much of `buf` is written. Non-zero means a message may be cut in half on the wire.
     sent: usize,
-    /// Bytes a writer task took out of `buf` and has not finished writing.
+    /// Memory of the buffer a writer task took out of `buf` and has not finished writing.
     in_flight: usize,
-    /// What this queue has drawn on the server's [`Budget`] (unsent + in flight).
+    /// What this queue has drawn on the server's [`Budget`]: the memory its buffers hold
+    /// (capacity, not just unsent bytes: that is what the process really keeps).
     charged: usize,
     /// On the flusher's list.
     dirty: bool,
@@ -196,7 +199,7 @@ impl Outbox {
 
     /// Brings this queue's draw on the server's budget up to date with what it holds.
     fn recharge(&self, st: &mut State) {
-        let now = st.buf.len() - st.sent + st.in_flight;
+        let now = st.buf.capacity() + st.in_flight;
         if now != st.charged {
             self.flusher.budget.charge(st.charged, now);
             st.charged = now;
@@ -212,13 +215,13 @@ impl Outbox {
         }
         let before = st.buf.len();
         render(&mut st.buf);
-        let added = st.buf.len() - before;
-        let held = st.buf.len() - st.sent + st.in_flight;
+        let unsent = st.buf.len() - st.sent + st.in_flight;
+        let held = st.buf.capacity() + st.in_flight;
         let budget = &self.flusher.budget;
-        let used = budget.used();
-        let over = if held > self.cap {
+        let used = budget.used() + held.saturating_sub(st.charged);
+        let over = if unsent > self.cap {
             Some(Disconnect::SendQueueFull)
-        } else if used + added > budget.limit || held > budget.share(self.cap, used) {
+        } else if used > budget.limit || unsent > budget.share(self.cap, used) {
             Some(Disconnect::MemoryBudget)
         } else {
             None
@@ -417,10 +420,10 @@ impl Outbox {
                     return self.close_if_drained(&mut st);
                 }
                 // Take the buffer itself (no copy); new pushes start a fresh one meanwhile.
-                // The bytes stay charged to the budget, as in flight, until written.
+                // Its memory stays charged to the budget, as in flight, until written.
                 let from = std::mem::take(&mut st.sent);
                 let chunk = std::mem::take(&mut st.buf);
-                st.in_flight = chunk.len() - from;
+                st.in_flight = chunk.capacity();
                 self.recharge(&mut st);
                 (chunk, from)
             };
@@ -496,22 +499,26 @@ impl Flusher {
         }
     }
 
-    /// Writes dirty outboxes whenever there are some, until the flusher is closed.
+    /// Writes dirty outboxes whenever there are some, until the flusher is closed. A pass
+    /// over many outboxes gives way every [`FLUSH_PER_TURN`] of them, so a fan-out to
+    /// thousands (each write a system call) never keeps a new client waiting for long.
     pub async fn run(self: Arc<Self>) {
         let mut batch = Vec::new();
         while self.woken.recv().await.is_ok() {
-            self.flush_all(&mut batch);
-        }
-    }
-
-    /// Writes every dirty outbox once.
-    pub fn flush_all(&self, batch: &mut Vec<Arc<Outbox>>) {
-        {
-            let mut dirty = sync::lock(&self.dirty);
-            std::mem::swap(&mut *dirty, batch);
-        }
-        for outbox in batch.drain(..) {
-            outbox.flush();
+            loop {
+                std::mem::swap(&mut *sync::lock(&self.dirty), &mut batch);
+                if batch.is_empty() {
+                    break;
+                }
+                let mut written = 0;
+                for outbox in batch.drain(..) {
+                    outbox.flush();
+                    written += 1;
+                    if written % FLUSH_PER_TURN == 0 {
+                        rt::yield_now().await;
+                    }
+                }
+            }
         }
     }
 
@@ -615,6 +622,7 @@ mod tests {
             // An evicted queue gives its bytes back.
             let held: usize = outboxes.iter().map(|o| o.queued()).sum();
             assert!(flusher.budget.used() >= held);
+            drop(peers);
             drop(outboxes);
             flusher.close();
         });

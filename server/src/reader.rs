@@ -32,6 +32,10 @@ const INITIAL_BUFFER: usize = 128;
 const BUSY_BUFFER: usize = 16 * 1024;
 /// Messages one connection handles before its task lets the others run.
 const MESSAGES_PER_TURN: u32 = 64;
+/// Deliveries a fan-out may queue for the cost of one more message in a turn: a turn then
+/// queues at most about 64 × 16 = 1,024 deliveries past its first message (each may be a
+/// write system call: a few milliseconds in all).
+const DELIVERIES_PER_MESSAGE: u64 = 16;
 
 /// What the reader found.
 pub enum Next<'a> {
@@ -201,6 +205,15 @@ impl Reader {
                 Got::Fatal(reason) => Next::Fatal(reason),
             }
         }
+    }
+
+    /// Counts `deliveries` that the last message queued for others (a broadcast to a
+    /// crowd) toward this connection's turn, so a task that fans out to thousands gives way
+    /// after a few such messages instead of 64: fresh clients and quiet talkers are served
+    /// in between.
+    pub fn count_fanout(&mut self, deliveries: u64) {
+        let units = (deliveries / DELIVERIES_PER_MESSAGE).min(u64::from(MESSAGES_PER_TURN));
+        self.streak = self.streak.saturating_add(units as u32);
     }
 
     /// [`Reader::next`], one poll at a time.

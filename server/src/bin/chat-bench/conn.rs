@@ -32,6 +32,18 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// A connection over `stream`, speaking `framing`, with an empty read buffer.
+    pub fn new(stream: TcpStream, framing: Framing) -> Conn {
+        Conn {
+            stream,
+            framing,
+            dec: Decoder::new(framing, DEFAULT_MAX_MESSAGE),
+            buf: vec![0; BUF],
+            start: 0,
+            end: 0,
+        }
+    }
+
     /// Reads more bytes: `Ok(false)` when `wait` passed with none; end of stream is an error.
     pub async fn fill(&mut self, wait: Duration) -> io::Result<bool> {
         self.buf.copy_within(self.start..self.end, 0);
@@ -121,18 +133,9 @@ pub async fn handshake(a: &Args, tokens: &Tokens, command: &str) -> io::Result<(
     let result = async {
         let stream = io::timeout(wait, TcpStream::connect(a.addr.as_str())).await?;
         stream.set_nodelay(true)?;
-        let (framing, buf) = (a.framing(), vec![0; BUF]);
-        let dec = Decoder::new(framing, DEFAULT_MAX_MESSAGE);
-        let mut conn = Conn {
-            stream,
-            framing,
-            dec,
-            buf,
-            start: 0,
-            end: 0,
-        };
+        let mut conn = Conn::new(stream, a.framing());
         let mut out = Vec::new();
-        put_str(framing, &mut out, command);
+        put_str(conn.framing, &mut out, command);
         let reply = conn.request(&out, wait).await?;
         Ok((conn, reply))
     }

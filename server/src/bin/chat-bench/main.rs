@@ -14,6 +14,11 @@
 //!   comes back exactly once and in its sender's order. `read` runs only the read-back.
 //!   The server needs `--mailbox-cap` of at least C × M / T and `--max-users` of C + T.
 //!
+//! * `amplify -n N -s S -m M --size B`: N clients JOIN with a small receive window and
+//!   never read; S clients broadcast M messages of B bytes as fast as the server takes
+//!   them; a fresh client JOINs every `--probe-ms`. The server's peak memory and the fresh
+//!   clients' JOIN→HELLO times show what the memory budget holds.
+//!
 //! Every payload is `@@t=<send time, ns> s=<sender> q=<sequence>` (chatload's format), so
 //! latency is measured on one monotonic clock. All connections run on this one thread
 //! (async-std `block_on` over every client); every read and write has a timeout and every
@@ -28,6 +33,7 @@
 //! fanout, dm and idle scenarios; `mail.rs` compose and read; `report.rs` the /proc
 //! readings, latency percentiles, error tally and the human and `--json` output.
 
+mod amplify;
 mod conn;
 mod mail;
 mod phase;
@@ -56,6 +62,9 @@ enum Scenario {
     Compose,
     /// Only READ back what a `compose --no-read` run with the same -c/-m/-t left.
     Read,
+    /// N clients JOIN with a small receive window and never read while S broadcast M
+    /// messages of --size bytes; the server's peak memory and fresh clients' JOIN→HELLO.
+    Amplify,
 }
 
 /// The command line.
@@ -123,6 +132,15 @@ struct Args {
     /// compose: skip the read-back.
     #[arg(long)]
     no_read: bool,
+    /// amplify: bytes per broadcast.
+    #[arg(long, default_value_t = 4000)]
+    size: usize,
+    /// amplify: receive buffer of each silent client, bytes.
+    #[arg(long, default_value_t = 4096)]
+    rcvbuf: usize,
+    /// amplify: milliseconds between fresh clients that JOIN to time JOIN→HELLO.
+    #[arg(long, default_value_t = 20)]
+    probe_ms: u64,
     /// Free text copied into the report.
     #[arg(long, default_value = "")]
     label: String,
@@ -184,6 +202,7 @@ fn main() -> ExitCode {
     let clean = task::block_on(async {
         match a.scenario {
             Scenario::Compose | Scenario::Read => mail::mail(&a).await,
+            Scenario::Amplify => amplify::amplify(&a).await,
             _ => traffic::traffic(&a).await,
         }
     });
