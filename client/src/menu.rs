@@ -2,7 +2,8 @@
 //!
 //! Register this machine, deregister it, compose and send a structured broadcast (sender,
 //! subject and body, each checked before anything is sent and asked again when refused),
-//! and quit (SHUTDOWN, which the server may refuse). Each command's success or failure is
+//! and quit (leaving with success; asking the server to shut down only when the user says
+//! so, and only if the server allows it). Each command's success or failure is
 //! printed; broadcasts from other machines are shown as they arrive; the client keeps
 //! running until the server's quit notice (also after its input ends, when scripted).
 
@@ -74,7 +75,7 @@ impl Menu {
         say(self, "  1) Register this machine");
         say(self, "  2) Deregister this machine");
         say(self, "  3) Compose and send a broadcast");
-        say(self, "  4) Quit (shut the server down)");
+        say(self, "  4) Quit");
     }
 
     /// Prints the outcome of a command.
@@ -182,22 +183,32 @@ impl Menu {
         Ok(())
     }
 
+    /// Leaves the menu (status 0); asks the server to shut down only when the user wants
+    /// that, and leaves whether or not the server agrees.
     async fn quit(&mut self) -> Result<(), Stop> {
-        self.dialog.send(&["SHUTDOWN"]).await?;
-        // On success the answer is the server's `* QUIT` notice, which ends the dialog. A
-        // close with no notice at all is the shutdown we asked for, too.
-        match self.dialog.reply().await {
-            Ok(reply) => {
-                self.outcome(false, &reply);
-                Ok(())
+        let answer = self
+            .dialog
+            .ask("Also shut the server down for everyone? (y/N): ")
+            .await?;
+        let wanted = answer
+            .as_deref()
+            .is_some_and(|a| matches!(a.trim().to_lowercase().as_str(), "y" | "yes"));
+        if wanted {
+            self.dialog.send(&["SHUTDOWN"]).await?;
+            // On success the answer is the server's `* QUIT` notice, which ends the dialog.
+            // A close with no notice at all is the shutdown we asked for, too.
+            match self.dialog.reply().await {
+                Ok(reply) => self.outcome(false, &reply),
+                Err(Stop::Failed(ConnError::Closed)) => {
+                    let text = "The server is shutting down (it closed the connection). Goodbye.";
+                    self.dialog.say(Kind::Notice, text);
+                    return Err(Stop::Quit);
+                }
+                Err(stop) => return Err(stop),
             }
-            Err(Stop::Failed(ConnError::Closed)) => {
-                let text = "The server is shutting down (it closed the connection). Goodbye.";
-                self.dialog.say(Kind::Notice, text);
-                Err(Stop::Quit)
-            }
-            Err(stop) => Err(stop),
         }
+        self.dialog.say(Kind::Plain, "Goodbye.");
+        Err(self.dialog.leave().await)
     }
 }
 

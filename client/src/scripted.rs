@@ -3,13 +3,14 @@
 //!
 //! Lines are checked like typed ones ([`Composer`] with the script policy); a refused line
 //! is reported on stderr with its line number and nothing is sent for it. `* PING` is
-//! answered. At the end of stdin the socket's write side is half-closed and the server's
+//! answered; what is an event is decided by the protocol crate's [`Classifier`]. At the end of stdin the socket's write side is half-closed and the server's
 //! remaining replies are still printed until it closes; that, our own QUIT/EXIT followed by
 //! the server's close, or a `* QUIT` notice, ends the run with success. The server closing
 //! or failing otherwise is an error.
 
 use futures::{pin_mut, select, FutureExt, StreamExt};
 use protocol::frame::Framing;
+use protocol::{Classifier, Incoming};
 
 use crate::conn::{self, ConnError, Writer};
 use crate::ui::{err_line, out_line, stdin_lines, StdinLine};
@@ -23,11 +24,16 @@ enum Turn {
     Server(Result<Option<String>, ConnError>),
 }
 
-/// Runs the scripted client against `host:port` until the conversation ends.
-pub async fn run(host: &str, port: u16) -> Result<(), ConnError> {
+/// Runs the scripted client against `host:port` until the conversation ends; with a
+/// `name`, joins with it before the first stdin line.
+pub async fn run(host: &str, port: u16, name: Option<&str>) -> Result<(), ConnError> {
     let (mut reader, mut writer) = conn::connect(host, port, Framing::Framed).await?;
     let mut lines = stdin_lines();
     let mut composer = Composer::new(Policy::Script);
+    let mut classifier = Classifier::new();
+    if let Some(name) = name {
+        send_line(&mut composer, &mut writer, 0, &format!("JOIN {name}")).await?;
+    }
     let mut line_no = 0usize;
     // Whether we still read stdin; false after its end or after our QUIT/EXIT.
     let mut reading = true;
@@ -63,12 +69,11 @@ pub async fn run(host: &str, port: u16) -> Result<(), ConnError> {
             }
             Turn::Server(Ok(Some(msg))) => {
                 out_line(&msg);
-                if msg == "* PING" {
+                match classifier.classify(&msg) {
                     // After our half-close there is no answering; the server will close.
-                    let _ = writer.send(&["PONG"]).await;
-                }
-                if msg.starts_with("* QUIT") {
-                    return Ok(());
+                    Incoming::Ping => drop(writer.send(&["PONG"]).await),
+                    Incoming::Quit(_) => return Ok(()),
+                    _ => {}
                 }
             }
             Turn::Server(Ok(None)) if !reading => return Ok(()),
