@@ -27,7 +27,7 @@ use crate::validate::{Composer, Policy, Step};
 
 /// How long the server may take to answer the first command before the client says it
 /// may be talking to the wrong port.
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 /// The first wait before reconnecting; it doubles after each failed attempt.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// The longest wait between two reconnection attempts.

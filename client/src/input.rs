@@ -160,6 +160,7 @@ impl LineEditor {
         at
     }
 
+    /// Deletes the grapheme cluster before the cursor.
     fn backspace(&mut self) -> Outcome {
         if self.cursor == 0 {
             return Outcome::Unchanged;
@@ -168,6 +169,7 @@ impl LineEditor {
         self.kill(from, self.cursor)
     }
 
+    /// Deletes the grapheme cluster under the cursor.
     fn delete(&mut self) -> Outcome {
         if self.cursor == self.buf.len() {
             return Outcome::Unchanged;
@@ -177,10 +179,12 @@ impl LineEditor {
         Outcome::Edited
     }
 
+    /// Moves one grapheme cluster left.
     fn left(&mut self) -> Outcome {
         self.move_to(self.prev(self.cursor))
     }
 
+    /// Moves one grapheme cluster right.
     fn right(&mut self) -> Outcome {
         self.move_to(self.next(self.cursor))
     }

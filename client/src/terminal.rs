@@ -49,7 +49,7 @@ impl Kind {
 /// Whether `c` is an invisible format character that changes how the text around it is
 /// shown: bidi controls (U+202E reverses what follows), zero-width characters, and the
 /// other characters of Unicode's "format" category a terminal would obey or hide.
-pub fn is_format(c: char) -> bool {
+pub(crate) fn is_format(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'

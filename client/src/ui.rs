@@ -260,10 +260,10 @@ impl Ui {
 
 /// Pasted text as one line: a message is one line on the wire, so a pasted multi-line
 /// message becomes one message, its lines joined with spaces (tabs become spaces too).
-pub fn one_line(pasted: &str) -> String {
+pub(crate) fn one_line(pasted: &str) -> String {
+    // Terminals paste a line end as CR (tmux, xterm) or LF.
     let lines: Vec<&str> = pasted
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
+        .split(['\r', '\n'])
         .filter(|l| !l.trim().is_empty())
         .collect();
     lines.join(" ").replace('\t', " ")
@@ -294,7 +294,11 @@ impl Session {
     }
 
     /// As [`Session::next_event`], but `None` when nothing happened within `wait`.
-    pub async fn next_event_within(&mut self, want_line: bool, wait: Duration) -> Option<Event> {
+    pub(crate) async fn next_event_within(
+        &mut self,
+        want_line: bool,
+        wait: Duration,
+    ) -> Option<Event> {
         async_std::future::timeout(wait, self.next_event(want_line))
             .await
             .ok()
@@ -321,5 +325,6 @@ mod tests {
             "Dear Bob, lunch at noon? Alice"
         );
         assert_eq!(one_line("a\tb"), "a b");
+        assert_eq!(one_line("one\rtwo\r"), "one two");
     }
 }

@@ -229,3 +229,32 @@ fn a_silent_server_gets_the_hint_within_its_timeout() {
     );
     drop(holder.join());
 }
+
+#[test]
+fn a_pasted_multi_line_message_is_one_message() {
+    let s = Server::start(&["--mailbox-port", "0"]);
+    let addr = s.mailbox_addr.expect("mailbox port announced");
+    let Some(p) = Pane::start(addr, &["--mailbox"]) else {
+        return;
+    };
+    p.wait_for("Your user name:");
+    p.enter("bob");
+    p.wait_for("Hello bob, you have 0 stored messages.");
+    p.enter("1");
+    p.wait_for("To (user name):");
+    p.enter("alice");
+    p.wait_for("Message:");
+    // Pasted as a terminal pastes (bracketed, line ends as CR), not typed line by line.
+    p.tmux(&["set-buffer", "Dear Alice,\nlunch at noon?\nBob"]);
+    p.tmux(&["paste-buffer", "-p", "-t", "t"]);
+    p.wait_input("Message: Dear Alice, lunch at noon? Bob", 39);
+    p.keys(&["Enter"]);
+    p.wait_for("Message sent to alice.");
+    p.wait_for("Choice (1-3):");
+    assert!(!p.screen().contains("is not a choice"), "{}", p.screen());
+    let mut alice = s.mailbox();
+    alice.send("LOGIN alice");
+    alice.expect("1");
+    alice.send("READ");
+    alice.expect_lines(&["bob", "Dear Alice, lunch at noon? Bob"]);
+}
