@@ -104,12 +104,20 @@ impl Assembler {
             Line::Hello(name) => Incoming::Hello(name.to_owned()),
             Line::MailCount(n) => Incoming::MailCount(n),
             Line::Sent { .. } | Line::Bcst { .. } => Incoming::Message(msg.to_owned()),
-            Line::Users(_) | Line::UserName(_) | Line::Refused(_) | Line::Other(_) => {
-                Incoming::Reply {
-                    text: msg.to_owned(),
-                    refused: line.class() == Class::Refusal,
-                }
-            }
+            Line::Users(_)
+            | Line::UserName(_)
+            | Line::MessageSent
+            | Line::MessageFailed
+            | Line::ReadError
+            | Line::Registered(_)
+            | Line::AlreadyRegistered(_)
+            | Line::Deregistered(_)
+            | Line::Posted(_)
+            | Line::Refused(_)
+            | Line::Other(_) => Incoming::Reply {
+                text: msg.to_owned(),
+                refused: line.class() == Class::Refusal,
+            },
         })
     }
 }

@@ -10,7 +10,7 @@
 use std::env;
 
 use protocol::text::{body, subject};
-use protocol::{Name, Sender};
+use protocol::{Classifier, Incoming, Name, Sender};
 
 use crate::conn::ConnError;
 use crate::dialog::{check_name, Dialog, OnEnd, Stop};
@@ -103,16 +103,18 @@ impl Menu {
         };
         self.dialog.send(&[&format!("REGISTER {machine}")]).await?;
         let reply = self.dialog.reply().await?;
-        if reply == format!("REGISTERED {machine}") {
-            self.outcome(true, &format!("registered {machine}."));
-            self.machine = Some(machine);
-        } else if reply == format!("ALREADY REGISTERED {machine}") {
-            let text =
-                format!("{machine} is already registered (this connection now speaks for it).");
-            self.outcome(false, &text);
-            self.machine = Some(machine);
-        } else {
-            self.outcome(false, &reply);
+        match read(&reply) {
+            Incoming::Registered(m) if m == machine => {
+                self.outcome(true, &format!("registered {machine}."));
+                self.machine = Some(machine);
+            }
+            Incoming::AlreadyRegistered(m) if m == machine => {
+                let text =
+                    format!("{machine} is already registered (this connection now speaks for it).");
+                self.outcome(false, &text);
+                self.machine = Some(machine);
+            }
+            _ => self.outcome(false, &reply),
         }
         Ok(())
     }
@@ -120,13 +122,13 @@ impl Menu {
     async fn deregister(&mut self) -> Result<(), Stop> {
         self.dialog.send(&["DEREGISTER"]).await?;
         let reply = self.dialog.reply().await?;
-        match reply.strip_prefix("DEREGISTERED ") {
-            Some(machine) => {
+        match read(&reply) {
+            Incoming::Deregistered(machine) => {
                 let text = format!("deregistered {machine}.");
                 self.outcome(true, &text);
                 self.machine = None;
             }
-            None => self.outcome(false, &reply),
+            _ => self.outcome(false, &reply),
         }
         Ok(())
     }
@@ -176,9 +178,11 @@ impl Menu {
             .send(&[&format!("POST {sender}"), &subj, &text])
             .await?;
         let reply = self.dialog.reply().await?;
-        match reply.strip_prefix("POSTED ") {
-            Some(n) => self.outcome(true, &format!("the broadcast reached {n} machine(s).")),
-            None => self.outcome(false, &reply),
+        match read(&reply) {
+            Incoming::Posted(n) => {
+                self.outcome(true, &format!("the broadcast reached {n} machine(s)."));
+            }
+            _ => self.outcome(false, &reply),
         }
         Ok(())
     }
@@ -210,6 +214,11 @@ impl Menu {
         self.dialog.say(Kind::Plain, "Goodbye.");
         Err(self.dialog.leave().await)
     }
+}
+
+/// What a one-message reply says, as the protocol crate reads it.
+fn read(reply: &str) -> Incoming<'_> {
+    Classifier::new().classify(reply)
 }
 
 /// This computer's name, when it is a valid machine name (the default for REGISTER).

@@ -75,7 +75,21 @@ pub enum Incoming<'a> {
     Error(&'a str),
     /// Any other `* ` line (from a newer server), without the `* `.
     OtherEvent(&'a str),
-    /// A refusal or failure reply, whole.
+    /// `MESSAGE SENT`: a COMPOSE is stored.
+    MessageSent,
+    /// `MESSAGE FAILED`: a COMPOSE was refused (the mailbox is full).
+    MessageFailed,
+    /// `READ ERROR`: no stored message.
+    ReadError,
+    /// `REGISTERED <machine>`.
+    Registered(&'a str),
+    /// `ALREADY REGISTERED <machine>`: registered before; this connection now speaks for it.
+    AlreadyRegistered(&'a str),
+    /// `DEREGISTERED <machine>`.
+    Deregistered(&'a str),
+    /// `POSTED <n>`: a structured broadcast reached n machines.
+    Posted(usize),
+    /// Any other refusal or failure reply, whole.
     Refused(&'a str),
     /// Any other reply (`BYE`, `PONG`, `MESSAGE SENT`, `POSTED 1`...), whole.
     Other(&'a str),
@@ -90,8 +104,15 @@ impl Incoming<'_> {
             | Incoming::UserName(_)
             | Incoming::MailCount(_)
             | Incoming::MailFrom(_)
+            | Incoming::MessageSent
+            | Incoming::Registered(_)
+            | Incoming::Deregistered(_)
+            | Incoming::Posted(_)
             | Incoming::Other(_) => Class::Reply,
-            Incoming::Refused(_) => Class::Refusal,
+            Incoming::MessageFailed
+            | Incoming::ReadError
+            | Incoming::AlreadyRegistered(_)
+            | Incoming::Refused(_) => Class::Refusal,
             Incoming::MailText(_)
             | Incoming::Sent { .. }
             | Incoming::Bcst { .. }
@@ -196,8 +217,26 @@ impl Classifier {
         if let Some(message) = user_message(line) {
             return message;
         }
+        match line {
+            "MESSAGE SENT" => return Incoming::MessageSent,
+            "MESSAGE FAILED" => return Incoming::MessageFailed,
+            "READ ERROR" => return Incoming::ReadError,
+            _ => {}
+        }
+        if let Some(machine) = named(line, "ALREADY REGISTERED ") {
+            return Incoming::AlreadyRegistered(machine);
+        }
         if REFUSALS.iter().any(|r| line.starts_with(r)) {
             return Incoming::Refused(line);
+        }
+        if let Some(machine) = named(line, "REGISTERED ") {
+            return Incoming::Registered(machine);
+        }
+        if let Some(machine) = named(line, "DEREGISTERED ") {
+            return Incoming::Deregistered(machine);
+        }
+        if let Some(n) = line.strip_prefix("POSTED ").and_then(|n| n.parse().ok()) {
+            return Incoming::Posted(n);
         }
         if let Some(name) = line.strip_prefix("HELLO ") {
             return Incoming::Hello(name);
@@ -251,6 +290,11 @@ fn user_message(line: &str) -> Option<Incoming<'_>> {
         "BCST" => Some(Incoming::Bcst { from, text }),
         _ => None,
     }
+}
+
+/// The name after `prefix`, when the rest of the line is exactly one valid name.
+fn named<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
+    line.strip_prefix(prefix).filter(|n| Name::new(n).is_ok())
 }
 
 /// A continuation line without its field name (the whole line if it lacks one).
@@ -446,6 +490,19 @@ mod tests {
         );
         assert_eq!(c.classify("a b SENT x"), Incoming::Other("a b SENT x"));
         assert_eq!(c.classify("* QUIT x"), Incoming::Quit("x"));
+        assert_eq!(c.classify("REGISTERED m"), Incoming::Registered("m"));
+        assert_eq!(
+            c.classify("ALREADY REGISTERED m"),
+            Incoming::AlreadyRegistered("m")
+        );
+        assert_eq!(
+            c.classify("ALREADY REGISTERED AS m"),
+            Incoming::Refused("ALREADY REGISTERED AS m")
+        );
+        assert_eq!(c.classify("DEREGISTERED m"), Incoming::Deregistered("m"));
+        assert_eq!(c.classify("POSTED 3"), Incoming::Posted(3));
+        assert_eq!(c.classify("MESSAGE SENT"), Incoming::MessageSent);
+        assert_eq!(c.classify("READ ERROR"), Incoming::ReadError);
         assert_eq!(
             c.classify("* something new"),
             Incoming::OtherEvent("something new")
