@@ -177,19 +177,18 @@ pub async fn run(
         probing: false,
     };
     chat.say(Kind::Plain, &format!("Connected to {host}:{port}."));
+    // Proves at once that this is a chat server, whatever comes next.
+    chat.probing = true;
+    chat.session.writer.send(&["PING"]).await?;
     match name {
-        Some(name) => chat.user(&format!("JOIN {name}")).await?,
-        None => {
-            chat.say(
-                Kind::Plain,
-                "Type your name to join (or /help); after that, what you type is said to everyone.",
-            );
-            // Proves at once that this is a chat server, before the user has typed a name.
-            chat.probing = true;
-            chat.session.writer.send(&["PING"]).await?;
-            Flow::Continue
+        Some(name) => {
+            chat.user(&format!("JOIN {name}")).await?;
         }
-    };
+        None => chat.say(
+            Kind::Plain,
+            "Type your name to join (or /help); after that, what you type is said to everyone.",
+        ),
+    }
     chat.update_prompt();
     loop {
         let event = match chat.first_answer {

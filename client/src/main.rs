@@ -17,7 +17,7 @@ struct Args {
     /// The chat server's port (with --mailbox: its mailbox port).
     port: u16,
     /// Join with this name at once (otherwise you are asked for one).
-    #[arg(long, conflicts_with_all = ["menu", "mailbox"])]
+    #[arg(long, conflicts_with_all = ["menu", "mailbox"], value_parser = valid_name)]
     name: Option<String>,
     /// The broadcast menu: register this machine, send broadcasts to registered machines.
     #[arg(long, conflicts_with = "mailbox")]
@@ -25,6 +25,13 @@ struct Args {
     /// The mailbox: log in, write and read messages (talks to the server's mailbox port).
     #[arg(long)]
     mailbox: bool,
+}
+
+/// Checks `--name` as the server would (1 to 32 letters, digits, `_`, `-` or `.`).
+fn valid_name(name: &str) -> Result<String, String> {
+    protocol::Name::new(name)
+        .map(|n| n.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
