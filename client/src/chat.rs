@@ -439,8 +439,9 @@ impl Chat {
         }
         self.say(
             Kind::Plain,
-            &format!("Protocol commands work as typed too: {WIRE_VERBS} (PROTOCOL.md)."),
+            "Protocol commands work as typed too (PROTOCOL.md):",
         );
+        self.say(Kind::Plain, &format!("  {WIRE_VERBS}"));
         self.say(
             Kind::Plain,
             "Keys: arrows, Home/End, Backspace/Delete, Ctrl-W word, Ctrl-U line, Esc cancels",
