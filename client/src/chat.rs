@@ -320,7 +320,7 @@ impl Chat {
         if let Some(rest) = line.strip_prefix('/') {
             return self.slash(rest).await;
         }
-        match self.to_wire(line) {
+        match to_wire(line, self.name.is_some()) {
             Ok(wire) => {
                 let step = self.composer.feed(&wire);
                 self.step(step).await
@@ -329,36 +329,6 @@ impl Chat {
                 self.say(Kind::Error, &format!("Not sent: {reason}"));
                 Ok(Flow::Continue)
             }
-        }
-    }
-
-    /// What a typed line (not a `/` command) is on the wire.
-    fn to_wire(&self, line: &str) -> Result<String, String> {
-        if line.trim().is_empty() {
-            return Ok(String::new());
-        }
-        let (verb, rest) = match line.split_once(' ') {
-            Some((verb, rest)) => (verb, Some(rest)),
-            None => (line, None),
-        };
-        if syntax(verb).is_some() {
-            // A protocol command as typed: checked as it is.
-            return Ok(line.to_owned());
-        }
-        let upper = verb.to_ascii_uppercase();
-        if syntax(&upper).is_some() {
-            let wire = match rest {
-                Some(rest) => format!("{upper} {rest}"),
-                None => upper,
-            };
-            if Command::parse(&wire).is_ok() {
-                return Ok(wire);
-            }
-        }
-        match (&self.name, rest) {
-            (Some(_), _) => Ok(format!("BCST {line}")),
-            (None, None) => Ok(format!("JOIN {line}")),
-            (None, Some(_)) => Err("join first: type your name (one word), or /join <name>".into()),
         }
     }
 
@@ -535,6 +505,38 @@ impl Chat {
     }
 }
 
+/// What a typed line (not a `/` command) is on the wire, once `joined` or before: a
+/// protocol command as typed; its verb in any case when the line parses that way; else a
+/// broadcast, or before joining the name to join with.
+fn to_wire(line: &str, joined: bool) -> Result<String, String> {
+    if line.trim().is_empty() {
+        return Ok(String::new());
+    }
+    let (verb, rest) = match line.split_once(' ') {
+        Some((verb, rest)) => (verb, Some(rest)),
+        None => (line, None),
+    };
+    if syntax(verb).is_some() {
+        // A protocol command as typed: checked as it is.
+        return Ok(line.to_owned());
+    }
+    let upper = verb.to_ascii_uppercase();
+    if syntax(&upper).is_some() {
+        let wire = match rest {
+            Some(rest) => format!("{upper} {rest}"),
+            None => upper,
+        };
+        if Command::parse(&wire).is_ok() {
+            return Ok(wire);
+        }
+    }
+    match (joined, rest) {
+        (true, _) => Ok(format!("BCST {line}")),
+        (false, None) => Ok(format!("JOIN {line}")),
+        (false, Some(_)) => Err("join first: type your name (one word), or /join <name>".into()),
+    }
+}
+
 /// The client command closest to a mistyped one: a prefix of it, or at most two edits
 /// away (on a tie, one with the same first letter).
 fn suggest(typed: &str) -> Option<&'static str> {
@@ -586,6 +588,27 @@ mod tests {
         assert_eq!(suggest("he"), Some("help"));
         assert_eq!(suggest("qiut"), Some("quit"));
         assert_eq!(suggest("xyzzy"), None);
+    }
+
+    #[test]
+    fn typed_lines_become_commands_or_chat() {
+        let wire = |line, joined| to_wire(line, joined);
+        assert_eq!(
+            wire("hello everyone", true),
+            Ok("BCST hello everyone".into())
+        );
+        assert_eq!(wire("list", true), Ok("LIST".into()));
+        assert_eq!(wire("msg B hi", true), Ok("MSG B hi".into()));
+        assert_eq!(wire("join alice", false), Ok("JOIN alice".into()));
+        assert_eq!(
+            wire("read this first", true),
+            Ok("BCST read this first".into())
+        );
+        assert_eq!(wire("MSG B", true), Ok("MSG B".into()));
+        assert_eq!(wire("日本語 👍🏽", true), Ok("BCST 日本語 👍🏽".into()));
+        assert_eq!(wire("alice", false), Ok("JOIN alice".into()));
+        assert!(wire("hello there", false).is_err());
+        assert_eq!(wire("", true), Ok(String::new()));
     }
 
     #[test]
