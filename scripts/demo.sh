@@ -101,13 +101,13 @@ if ! $check; then
 fi
 
 # Client connects; the client sets the name A.
-expect 0 "Connected to 127.0.0.1:$port. Type JOIN <name> to start, /help for help."
+expect 0 "Connected to 127.0.0.1:$port."
 say 0 "NAME A"
 expect 0 "HELLO A"
 # Another client connects; it sets the name B.
 tm split-window -h -t "$session:0.0" "$client_cmd"
 tm select-pane -t "$session:0.1" -T "client 2 (B)"
-expect 1 "Connected to 127.0.0.1:$port. Type JOIN <name> to start, /help for help."
+expect 1 "Connected to 127.0.0.1:$port."
 say 1 "NAME B"
 expect 1 "HELLO B"
 expect 0 "* B joined"
@@ -126,7 +126,7 @@ expect 0 "USERS 1"
 # Another client connects; it sets the name B.
 tm split-window -v -t "$session:0.1" "$client_cmd"
 tm select-pane -t "$session:0.2" -T "client 3 (B again)"
-expect 2 "Connected to 127.0.0.1:$port. Type JOIN <name> to start, /help for help."
+expect 2 "Connected to 127.0.0.1:$port."
 say 2 "NAME B"
 expect 2 "HELLO B"
 expect 0 "* B joined" 2

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: installs what the client tests need (tmux),
 # builds the binaries the end-to-end tests start, then runs every test in the workspace.
+# The last line is the total over every test binary: `N passed, M failed, K skipped`
+# (skipped: ignored tests); the exit status is cargo's, non-zero when anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,4 +16,17 @@ if ! command -v tmux >/dev/null 2>&1; then
 fi
 
 cargo build --workspace --bins
-cargo test --workspace "$@"
+OUT=$(mktemp "${TMPDIR:-/tmp}/chat-test.XXXXXX")
+trap 'rm -f "$OUT"' EXIT
+status=0
+cargo test --workspace "$@" 2>&1 | tee "$OUT" || status=$?
+# "test result: ok. 12 passed; 0 failed; 1 ignored; ..." once per test binary.
+awk '/^test result:/ {
+       for (i = 1; i <= NF; i++) {
+         if ($(i+1) ~ /^passed/) p += $i
+         if ($(i+1) ~ /^failed/) f += $i
+         if ($(i+1) ~ /^ignored/) s += $i
+       }
+     }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$OUT"
+exit "$status"

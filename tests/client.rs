@@ -6,6 +6,10 @@
 //! * `client/pty.rs` (Unix): the interactive client in a real terminal (a tmux pane):
 //!   echo, incoming lines above a half-typed one, editing keys, history, Ctrl-C, the
 //!   terminal restored, and the menu and mailbox modes at a terminal.
+//! * `client/typing.rs` (Unix): chat as people type it, in a tmux pane: plain lines are
+//!   broadcasts, `/` commands in any case, wide characters and emoji edited by grapheme,
+//!   reconnecting after a server restart, hints instead of dead ends, forged notices shown
+//!   as the text they are.
 //!
 //! [`Proc`] runs one client with piped stdio; each of its outputs is drained on a thread,
 //! and every wait has a deadline.
@@ -29,6 +33,9 @@ mod pane;
 mod pty;
 #[path = "client/scripted.rs"]
 mod scripted;
+#[cfg(unix)]
+#[path = "client/typing.rs"]
+mod typing;
 
 /// Lines one output stream produced so far, and whether it has ended.
 type Lines = Arc<(Mutex<(Vec<String>, bool)>, Condvar)>;

@@ -630,3 +630,40 @@ fn silent_door_connection_is_dropped_without_a_word() {
     door.expect_closed_silently();
     s.assert_chats();
 }
+
+/// `* MAIL <sender>`: a user on the chat port hears at once that mail arrived, from either
+/// door; not for mail they leave themselves; never on the strict door, which sends no notices.
+#[test]
+fn mail_arrival_is_announced_on_the_chat_port() {
+    let s = Server::start(&["--mailbox-port", "0"]);
+    let mut alice = s.line();
+    alice.join("alice");
+    let mut bob = s.framed();
+    bob.join("bob");
+    alice.expect("* bob joined");
+    bob.send("COMPOSE alice");
+    bob.send("lunch?");
+    bob.expect("MESSAGE SENT");
+    alice.expect("* MAIL bob");
+    // From the strict door too.
+    let mut carol = s.mailbox();
+    carol.send("LOGIN carol");
+    carol.expect("0");
+    carol.send("COMPOSE alice");
+    carol.send("me too");
+    carol.expect("MESSAGE SENT");
+    alice.expect("* MAIL carol");
+    // Mail to yourself is no news.
+    alice.send("COMPOSE alice");
+    alice.send("note to self");
+    alice.expect("MESSAGE SENT");
+    alice.expect_nothing_pending();
+    // A user on the strict door hears nothing until READ.
+    bob.send("COMPOSE carol");
+    bob.send("hi carol");
+    bob.expect("MESSAGE SENT");
+    carol.send("READ");
+    carol.expect_lines(&["bob", "hi carol"]);
+    alice.send("READ");
+    alice.expect_lines(&["FROM bob", "TEXT lunch?"]);
+}

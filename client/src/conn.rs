@@ -39,6 +39,13 @@ pub enum ConnError {
     Protocol(FrameError),
     /// The server's reply made no sense at this point of the conversation.
     Unexpected(String),
+    /// The server did not answer the first command in time.
+    NoAnswer {
+        /// `host:port` as given on the command line.
+        addr: String,
+        /// Which port the client expected there (`chat`, `mailbox`).
+        door: &'static str,
+    },
 }
 
 impl fmt::Display for ConnError {
@@ -50,6 +57,9 @@ impl fmt::Display for ConnError {
             ConnError::Closed => f.write_str("Server closed the connection."),
             ConnError::Lost(e) => write!(f, "Connection to the server lost: {e}"),
             ConnError::Protocol(e) => write!(f, "The server broke the protocol: {e}"),
+            ConnError::NoAnswer { addr, door } => {
+                write!(f, "no answer from {addr}: is this the {door} port?")
+            }
             ConnError::Unexpected(reply) => {
                 write!(f, "Unexpected reply from the server: {reply:?}")
             }

@@ -8,6 +8,7 @@
 
 use protocol::Name;
 
+use crate::chat::ANSWER_TIMEOUT;
 use crate::conn::ConnError;
 use crate::incoming::{Assembler, Incoming};
 use crate::terminal::Kind;
@@ -51,6 +52,8 @@ pub struct Dialog {
     on_end: OnEnd,
     /// Said to the server when the user leaves (`QUIT`, `EXIT`), if anything.
     pub farewell: Option<&'static str>,
+    /// Whether the server has said anything yet.
+    answered: bool,
 }
 
 impl Dialog {
@@ -62,6 +65,7 @@ impl Dialog {
             assembler: Assembler::default(),
             on_end,
             farewell: None,
+            answered: false,
         }
     }
 
@@ -117,11 +121,31 @@ impl Dialog {
     }
 
     /// Waits for the reply to what was just sent, showing notices that come first.
+    /// Until the server has answered once, the answer is awaited only [`ANSWER_TIMEOUT`]:
+    /// a server that says nothing at all is probably not the port the user meant.
     pub async fn reply(&mut self) -> Result<String, Stop> {
         self.session.ui.set_prompt("");
         loop {
-            match self.session.next_event(false).await {
+            let event = if self.answered {
+                self.session.next_event(false).await
+            } else {
+                let Some(event) = self.session.next_event_within(false, ANSWER_TIMEOUT).await
+                else {
+                    let addr = self.session.addr.clone();
+                    let door = if self.notices { "chat" } else { "mailbox" };
+                    return Err(Stop::Failed(ConnError::NoAnswer { addr, door }));
+                };
+                event
+            };
+            match event {
+                Event::Server(Ok(None)) | Event::Server(Err(_)) if !self.answered => {
+                    // Closed without a word (as the strict mailbox door does): wrong port?
+                    let addr = self.session.addr.clone();
+                    let door = if self.notices { "chat" } else { "mailbox" };
+                    return Err(Stop::Failed(ConnError::NoAnswer { addr, door }));
+                }
                 Event::Server(msg) => {
+                    self.answered = true;
                     if let Some(line) = self.server(msg).await? {
                         return Ok(line);
                     }
@@ -141,9 +165,11 @@ impl Dialog {
         if !self.notices {
             return Ok(Some(msg));
         }
-        match self.assembler.feed(msg) {
+        match self.assembler.feed(&msg) {
             None => {}
-            Some(Incoming::Line(line)) => return Ok(Some(line)),
+            Some(Incoming::Reply { text, .. }) => return Ok(Some(text)),
+            Some(Incoming::Hello(name)) => return Ok(Some(format!("HELLO {name}"))),
+            Some(Incoming::MailCount(n)) => return Ok(Some(n.to_string())),
             Some(Incoming::Ping) => self.send(&["PONG"]).await?,
             Some(Incoming::Quit(reason)) => {
                 self.say(
@@ -165,6 +191,13 @@ impl Dialog {
                 self.say(Kind::Peer, &format!("  Subject: {subject}"));
                 self.say(Kind::Peer, &format!("  {body}"));
             }
+            Some(Incoming::Mail { from, text }) => {
+                self.say(Kind::Peer, &format!("Mail from {from}: {text}"));
+            }
+            Some(Incoming::MailArrived(from)) => {
+                self.say(Kind::Notice, &format!("* New mail from {from}"));
+            }
+            Some(Incoming::Message(line)) => self.say(Kind::Peer, &line),
             Some(Incoming::Notice(text)) => self.say(Kind::Notice, &format!("* {text}")),
         }
         Ok(None)

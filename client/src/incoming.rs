@@ -1,8 +1,12 @@
-//! What the server says, sorted: notices it originates (`* ...`) versus replies and users'
-//! messages, with a structured broadcast's three messages put back together.
+//! What the server says, as the modes want it: the protocol crate's [`Classifier`] reads
+//! each message by the connection's state, and multi-message replies and events (a READ's
+//! two lines, a structured broadcast's three) are put back together here.
 //!
-//! PROTOCOL.md: every line the server originates starts with `* `, which no name can, so
-//! this needs no guessing. A `* POST <sender>` is followed by its subject and its body.
+//! Nothing here looks at a line's wording: the protocol crate owns that, for the server and
+//! the client alike. A user's text is only ever reported as a user's text, so no message a
+//! user wrote can pass for a server notice.
+
+use protocol::{Class, Classifier, Incoming as Line};
 
 /// One thing the server said, as the modes want to handle it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,49 +26,98 @@ pub enum Incoming {
         /// 1 to 512 characters.
         body: String,
     },
+    /// A stored message, the answer to READ.
+    Mail {
+        /// Who left it.
+        from: String,
+        /// What it says.
+        text: String,
+    },
+    /// `* MAIL <sender>`: mail from sender just arrived in our mailbox.
+    MailArrived(String),
     /// Any other server notice (`* B joined`, `* B left`...), without the `* `.
     Notice(String),
-    /// A reply to one of our commands, or a user's message (`A SENT HELLO`).
-    Line(String),
+    /// `HELLO <name>`: the server gave us that name.
+    Hello(String),
+    /// The number of stored messages (the answer to LOGIN).
+    MailCount(usize),
+    /// A user's message (`A SENT HELLO`, `A BCST hi`), as received.
+    Message(String),
+    /// A reply to one of our commands, as received; `refused` when it says it failed.
+    Reply {
+        /// The line.
+        text: String,
+        /// Whether it is a refusal or failure.
+        refused: bool,
+    },
 }
 
-/// Reassembles multi-message notices from the stream of messages.
+/// Reassembles multi-message replies and events from the stream of messages.
 #[derive(Debug, Default)]
 pub struct Assembler {
+    /// The protocol state of this connection.
+    classifier: Classifier,
     /// A `* POST` in progress: the sender and, once it came, the subject.
     post: Option<(String, Option<String>)>,
+    /// A READ answer in progress: its sender.
+    mail_from: Option<String>,
 }
 
 impl Assembler {
-    /// Takes one message; `None` while a structured broadcast is still incomplete.
-    pub fn feed(&mut self, msg: String) -> Option<Incoming> {
-        if let Some((sender, subject)) = self.post.take() {
-            return match subject {
-                None => {
-                    let subject = msg.strip_prefix("SUBJECT ").unwrap_or(&msg).to_owned();
-                    self.post = Some((sender, Some(subject)));
-                    None
-                }
-                Some(subject) => Some(Incoming::Post {
-                    sender,
-                    subject,
-                    body: msg.strip_prefix("BODY ").unwrap_or(&msg).to_owned(),
-                }),
-            };
-        }
-        let Some(notice) = msg.strip_prefix("* ") else {
-            return Some(Incoming::Line(msg));
-        };
-        let (word, rest) = notice.split_once(' ').unwrap_or((notice, ""));
-        Some(match word {
-            "PING" => Incoming::Ping,
-            "QUIT" => Incoming::Quit(rest.to_owned()),
-            "ERROR" => Incoming::Error(rest.to_owned()),
-            "POST" => {
-                self.post = Some((rest.to_owned(), None));
+    /// Takes one message; `None` while a multi-message reply or event is still incomplete.
+    pub fn feed(&mut self, msg: &str) -> Option<Incoming> {
+        let line = self.classifier.classify(msg);
+        Some(match line {
+            Line::PostFrom(sender) => {
+                self.post = Some((sender.to_owned(), None));
                 return None;
             }
-            _ => Incoming::Notice(notice.to_owned()),
+            Line::PostSubject(subject) => {
+                if let Some((_, s)) = &mut self.post {
+                    *s = Some(subject.to_owned());
+                }
+                return None;
+            }
+            Line::PostBody(body) => {
+                let (sender, subject) = self.post.take().unwrap_or_default();
+                Incoming::Post {
+                    sender,
+                    subject: subject.unwrap_or_default(),
+                    body: body.to_owned(),
+                }
+            }
+            Line::MailFrom(from) => {
+                self.mail_from = Some(from.to_owned());
+                return None;
+            }
+            Line::MailText(text) => Incoming::Mail {
+                from: self.mail_from.take().unwrap_or_default(),
+                text: text.to_owned(),
+            },
+            Line::Ping => Incoming::Ping,
+            Line::Quit(reason) => Incoming::Quit(reason.to_owned()),
+            Line::Error(reason) => Incoming::Error(reason.to_owned()),
+            Line::MailArrived(from) => Incoming::MailArrived(from.to_owned()),
+            Line::Joined(_) | Line::Left(_) | Line::OtherEvent(_) => {
+                Incoming::Notice(msg.strip_prefix("* ").unwrap_or(msg).to_owned())
+            }
+            Line::Hello(name) => Incoming::Hello(name.to_owned()),
+            Line::MailCount(n) => Incoming::MailCount(n),
+            Line::Sent { .. } | Line::Bcst { .. } => Incoming::Message(msg.to_owned()),
+            Line::Users(_)
+            | Line::UserName(_)
+            | Line::MessageSent
+            | Line::MessageFailed
+            | Line::ReadError
+            | Line::Registered(_)
+            | Line::AlreadyRegistered(_)
+            | Line::Deregistered(_)
+            | Line::Posted(_)
+            | Line::Refused(_)
+            | Line::Other(_) => Incoming::Reply {
+                text: msg.to_owned(),
+                refused: line.class() == Class::Refusal,
+            },
         })
     }
 }
@@ -75,18 +128,32 @@ mod tests {
 
     fn feed_all(lines: &[&str]) -> Vec<Incoming> {
         let mut a = Assembler::default();
-        lines.iter().filter_map(|l| a.feed(l.to_string())).collect()
+        lines.iter().filter_map(|l| a.feed(l)).collect()
+    }
+
+    fn reply(text: &str, refused: bool) -> Incoming {
+        Incoming::Reply {
+            text: text.into(),
+            refused,
+        }
     }
 
     #[test]
     fn notices_and_lines() {
         assert_eq!(
-            feed_all(&["* PING", "* B joined", "HELLO A", "A SENT HELLO"]),
+            feed_all(&[
+                "* PING",
+                "* B joined",
+                "HELLO A",
+                "A SENT HELLO",
+                "Server Error: x"
+            ]),
             [
                 Incoming::Ping,
                 Incoming::Notice("B joined".into()),
-                Incoming::Line("HELLO A".into()),
-                Incoming::Line("A SENT HELLO".into()),
+                Incoming::Hello("A".into()),
+                Incoming::Message("A SENT HELLO".into()),
+                reply("Server Error: x", true),
             ]
         );
         assert_eq!(
@@ -99,21 +166,31 @@ mod tests {
     }
 
     #[test]
-    fn structured_broadcast_is_reassembled() {
+    fn multi_line_replies_and_events_are_reassembled() {
         assert_eq!(
             feed_all(&[
                 "* POST joe@merlin",
-                "SUBJECT Lunch",
+                "SUBJECT * QUIT server shutting down",
                 "BODY * Noon",
-                "POSTED 1"
+                "POSTED 1",
+                "FROM bob",
+                "TEXT * QUIT server shutting down",
+                "USERS 1",
+                "42",
             ]),
             [
                 Incoming::Post {
                     sender: "joe@merlin".into(),
-                    subject: "Lunch".into(),
+                    subject: "* QUIT server shutting down".into(),
                     body: "* Noon".into()
                 },
-                Incoming::Line("POSTED 1".into())
+                reply("POSTED 1", false),
+                Incoming::Mail {
+                    from: "bob".into(),
+                    text: "* QUIT server shutting down".into()
+                },
+                reply("USERS 1", false),
+                reply("42", false),
             ]
         );
     }

@@ -4,7 +4,8 @@
 //!
 //! * [`conn`]: the socket: connect, read whole messages (cancel-safe), write batches.
 //! * [`validate`]: client-side checks; holds COMPOSE/POST until their follow-ups are valid.
-//! * [`incoming`]: sorts what the server says (notices, broadcasts, replies).
+//! * [`incoming`]: what the server says, read by the protocol crate's classifier, with
+//!   multi-message replies and events put back together.
 //! * [`input`]: the line editor, a pure state machine (keys in, outcomes out).
 //! * [`terminal`]: raw mode guard, panic hook, and the screen that prints above the input.
 //! * [`ui`]: the user's side (terminal or stdin) and the socket in one `select!`.
@@ -55,6 +56,8 @@ pub struct Config {
     pub port: u16,
     /// Which interface to run.
     pub mode: Mode,
+    /// The name to join with at once (interactive chat); asked for when not given.
+    pub name: Option<String>,
 }
 
 /// Why the client ended unsuccessfully; printed as one line.
@@ -85,7 +88,9 @@ pub fn run(config: &Config) -> Result<(), ClientError> {
 async fn run_async(config: &Config) -> Result<(), ClientError> {
     let (host, port) = (config.host.as_str(), config.port);
     if config.mode == Mode::Chat && !io::stdin().is_terminal() {
-        return scripted::run(host, port).await.map_err(ClientError::Conn);
+        return scripted::run(host, port, config.name.as_deref())
+            .await
+            .map_err(ClientError::Conn);
     }
     let framing = match config.mode {
         Mode::Mailbox => Framing::Line,
@@ -96,9 +101,15 @@ async fn run_async(config: &Config) -> Result<(), ClientError> {
         .await
         .map_err(ClientError::Conn)?;
     let ui = Ui::open(config.mode == Mode::Chat).map_err(ClientError::Terminal)?;
-    let session = Session { reader, writer, ui };
+    let addr = format!("{host}:{port}");
+    let session = Session {
+        reader,
+        writer,
+        ui,
+        addr,
+    };
     let result = match config.mode {
-        Mode::Chat => chat::run(session, host, port).await,
+        Mode::Chat => chat::run(session, host, port, config.name.as_deref()).await,
         Mode::Menu => menu::run(session).await,
         Mode::Mailbox => mailbox::run(session).await,
     };

@@ -5,6 +5,8 @@
 //! here first, and a reply that does not fit the conversation ends it (seed 001: the
 //! receiving party drops the connection on an error).
 
+use protocol::{Classifier, Incoming};
+
 use crate::conn::ConnError;
 use crate::dialog::{check_name, Dialog, OnEnd, Stop};
 use crate::terminal::Kind;
@@ -76,9 +78,9 @@ async fn compose(d: &mut Dialog) -> Result<(), Stop> {
     };
     d.send(&[&format!("COMPOSE {to}"), &text]).await?;
     let reply = d.reply().await?;
-    match reply.as_str() {
-        "MESSAGE SENT" => d.say(Kind::Plain, &format!("Message sent to {to}.")),
-        "MESSAGE FAILED" => d.say(
+    match Classifier::new().classify(&reply) {
+        Incoming::MessageSent => d.say(Kind::Plain, &format!("Message sent to {to}.")),
+        Incoming::MessageFailed => d.say(
             Kind::Error,
             &format!("Message not sent: {to}'s mailbox is full."),
         ),
@@ -91,7 +93,8 @@ async fn compose(d: &mut Dialog) -> Result<(), Stop> {
 async fn read(d: &mut Dialog) -> Result<(), Stop> {
     d.send(&["READ"]).await?;
     let sender = d.reply().await?;
-    if sender == "READ ERROR" {
+    // The strict door's answer is bare (the sender's name) unless it is READ ERROR.
+    if Classifier::new().classify(&sender) == Incoming::ReadError {
         d.say(Kind::Plain, "You have no messages.");
         return Ok(());
     }

@@ -1,25 +1,37 @@
-//! `chat-client <HOST> <PORT> [--menu | --mailbox]`: parses the command line and runs.
+//! `chat-client <HOST> <PORT> [--name NAME | --menu | --mailbox]`: parses the command line
+//! and runs.
 
 use std::process::ExitCode;
 
 use chat_client::{Config, Mode};
 use clap::Parser;
 
-/// Terminal client for the chat server. Interactive when stdin is a terminal; otherwise it
-/// sends each stdin line as a command and prints every server message on stdout.
+/// Chat from your terminal: type a line to say it to everyone, /msg someone privately,
+/// /mail people who are away, /help for the rest. When standard input is not a terminal it
+/// sends each input line as a protocol command and prints every server message, one a line.
 #[derive(Debug, Parser)]
 #[command(name = "chat-client", version)]
 struct Args {
-    /// Server host name or address.
+    /// The chat server's host name or address.
     host: String,
-    /// Server port (with --mailbox: the server's --mailbox-port).
+    /// The chat server's port (with --mailbox: its mailbox port).
     port: u16,
-    /// Seed 000's menu: register, deregister, compose/send a broadcast, quit.
+    /// Join with this name at once (otherwise you are asked for one).
+    #[arg(long, conflicts_with_all = ["menu", "mailbox"], value_parser = valid_name)]
+    name: Option<String>,
+    /// The broadcast menu: register this machine, send broadcasts to registered machines.
     #[arg(long, conflicts_with = "mailbox")]
     menu: bool,
-    /// Seed 001's mailbox: log in, compose, read, exit (talks to the mailbox port).
+    /// The mailbox: log in, write and read messages (talks to the server's mailbox port).
     #[arg(long)]
     mailbox: bool,
+}
+
+/// Checks `--name` as the server would (1 to 32 letters, digits, `_`, `-` or `.`).
+fn valid_name(name: &str) -> Result<String, String> {
+    protocol::Name::new(name)
+        .map(|n| n.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -33,6 +45,7 @@ fn main() -> ExitCode {
         host: args.host,
         port: args.port,
         mode,
+        name: args.name,
     };
     match chat_client::run(&config) {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,14 +2,15 @@
 //!
 //! Register this machine, deregister it, compose and send a structured broadcast (sender,
 //! subject and body, each checked before anything is sent and asked again when refused),
-//! and quit (SHUTDOWN, which the server may refuse). Each command's success or failure is
+//! and quit (leaving with success; asking the server to shut down only when the user says
+//! so, and only if the server allows it). Each command's success or failure is
 //! printed; broadcasts from other machines are shown as they arrive; the client keeps
 //! running until the server's quit notice (also after its input ends, when scripted).
 
 use std::env;
 
 use protocol::text::{body, subject};
-use protocol::{Name, Sender};
+use protocol::{Classifier, Incoming, Name, Sender};
 
 use crate::conn::ConnError;
 use crate::dialog::{check_name, Dialog, OnEnd, Stop};
@@ -74,7 +75,7 @@ impl Menu {
         say(self, "  1) Register this machine");
         say(self, "  2) Deregister this machine");
         say(self, "  3) Compose and send a broadcast");
-        say(self, "  4) Quit (shut the server down)");
+        say(self, "  4) Quit");
     }
 
     /// Prints the outcome of a command.
@@ -102,16 +103,18 @@ impl Menu {
         };
         self.dialog.send(&[&format!("REGISTER {machine}")]).await?;
         let reply = self.dialog.reply().await?;
-        if reply == format!("REGISTERED {machine}") {
-            self.outcome(true, &format!("registered {machine}."));
-            self.machine = Some(machine);
-        } else if reply == format!("ALREADY REGISTERED {machine}") {
-            let text =
-                format!("{machine} is already registered (this connection now speaks for it).");
-            self.outcome(false, &text);
-            self.machine = Some(machine);
-        } else {
-            self.outcome(false, &reply);
+        match read(&reply) {
+            Incoming::Registered(m) if m == machine => {
+                self.outcome(true, &format!("registered {machine}."));
+                self.machine = Some(machine);
+            }
+            Incoming::AlreadyRegistered(m) if m == machine => {
+                let text =
+                    format!("{machine} is already registered (this connection now speaks for it).");
+                self.outcome(false, &text);
+                self.machine = Some(machine);
+            }
+            _ => self.outcome(false, &reply),
         }
         Ok(())
     }
@@ -119,13 +122,13 @@ impl Menu {
     async fn deregister(&mut self) -> Result<(), Stop> {
         self.dialog.send(&["DEREGISTER"]).await?;
         let reply = self.dialog.reply().await?;
-        match reply.strip_prefix("DEREGISTERED ") {
-            Some(machine) => {
+        match read(&reply) {
+            Incoming::Deregistered(machine) => {
                 let text = format!("deregistered {machine}.");
                 self.outcome(true, &text);
                 self.machine = None;
             }
-            None => self.outcome(false, &reply),
+            _ => self.outcome(false, &reply),
         }
         Ok(())
     }
@@ -175,30 +178,47 @@ impl Menu {
             .send(&[&format!("POST {sender}"), &subj, &text])
             .await?;
         let reply = self.dialog.reply().await?;
-        match reply.strip_prefix("POSTED ") {
-            Some(n) => self.outcome(true, &format!("the broadcast reached {n} machine(s).")),
-            None => self.outcome(false, &reply),
+        match read(&reply) {
+            Incoming::Posted(n) => {
+                self.outcome(true, &format!("the broadcast reached {n} machine(s)."));
+            }
+            _ => self.outcome(false, &reply),
         }
         Ok(())
     }
 
+    /// Leaves the menu (status 0); asks the server to shut down only when the user wants
+    /// that, and leaves whether or not the server agrees.
     async fn quit(&mut self) -> Result<(), Stop> {
-        self.dialog.send(&["SHUTDOWN"]).await?;
-        // On success the answer is the server's `* QUIT` notice, which ends the dialog. A
-        // close with no notice at all is the shutdown we asked for, too.
-        match self.dialog.reply().await {
-            Ok(reply) => {
-                self.outcome(false, &reply);
-                Ok(())
+        let answer = self
+            .dialog
+            .ask("Also shut the server down for everyone? (y/N): ")
+            .await?;
+        let wanted = answer
+            .as_deref()
+            .is_some_and(|a| matches!(a.trim().to_lowercase().as_str(), "y" | "yes"));
+        if wanted {
+            self.dialog.send(&["SHUTDOWN"]).await?;
+            // On success the answer is the server's `* QUIT` notice, which ends the dialog.
+            // A close with no notice at all is the shutdown we asked for, too.
+            match self.dialog.reply().await {
+                Ok(reply) => self.outcome(false, &reply),
+                Err(Stop::Failed(ConnError::Closed)) => {
+                    let text = "The server is shutting down (it closed the connection). Goodbye.";
+                    self.dialog.say(Kind::Notice, text);
+                    return Err(Stop::Quit);
+                }
+                Err(stop) => return Err(stop),
             }
-            Err(Stop::Failed(ConnError::Closed)) => {
-                let text = "The server is shutting down (it closed the connection). Goodbye.";
-                self.dialog.say(Kind::Notice, text);
-                Err(Stop::Quit)
-            }
-            Err(stop) => Err(stop),
         }
+        self.dialog.say(Kind::Plain, "Goodbye.");
+        Err(self.dialog.leave().await)
     }
+}
+
+/// What a one-message reply says, as the protocol crate reads it.
+fn read(reply: &str) -> Incoming<'_> {
+    Classifier::new().classify(reply)
 }
 
 /// This computer's name, when it is a valid machine name (the default for REGISTER).

@@ -2,48 +2,85 @@
 //! message printed to stdout as one line, flushed at once.
 //!
 //! Lines are checked like typed ones ([`Composer`] with the script policy); a refused line
-//! is reported on stderr with its line number and nothing is sent for it. `* PING` is
-//! answered. At the end of stdin the socket's write side is half-closed and the server's
+//! is reported on stderr with its line number and nothing is sent for it. A server that
+//! does not answer the first command that wants an answer within a few seconds, or closes
+//! without a word, is reported as probably not the chat port. `* PING` is
+//! answered; what is an event is decided by the protocol crate's [`Classifier`]. At the end of stdin the socket's write side is half-closed and the server's
 //! remaining replies are still printed until it closes; that, our own QUIT/EXIT followed by
 //! the server's close, or a `* QUIT` notice, ends the run with success. The server closing
 //! or failing otherwise is an error.
 
+use std::time::Instant;
+
 use futures::{pin_mut, select, FutureExt, StreamExt};
 use protocol::frame::Framing;
+use protocol::{Classifier, Command, Incoming};
 
+use crate::chat::ANSWER_TIMEOUT;
 use crate::conn::{self, ConnError, Writer};
 use crate::ui::{err_line, out_line, stdin_lines, StdinLine};
 use crate::validate::{Composer, Policy, Step};
 
 /// What ended the loop's current turn.
 enum Turn {
+    /// The server has not answered our first question in time.
+    NoAnswer,
     /// A line from stdin, or `None` at its end.
     Stdin(Option<StdinLine>),
     /// A message from the server, or `None` when it closed.
     Server(Result<Option<String>, ConnError>),
 }
 
-/// Runs the scripted client against `host:port` until the conversation ends.
-pub async fn run(host: &str, port: u16) -> Result<(), ConnError> {
+/// Runs the scripted client against `host:port` until the conversation ends; with a
+/// `name`, joins with it before the first stdin line.
+pub async fn run(host: &str, port: u16, name: Option<&str>) -> Result<(), ConnError> {
     let (mut reader, mut writer) = conn::connect(host, port, Framing::Framed).await?;
     let mut lines = stdin_lines();
     let mut composer = Composer::new(Policy::Script);
+    let mut classifier = Classifier::new();
+    // Until the server says anything, the answer to the first command that wants one is
+    // awaited only ANSWER_TIMEOUT (from when it was sent).
+    let mut asked: Option<Instant> = None;
+    let mut heard = false;
+    if let Some(name) = name {
+        let sent = send_line(&mut composer, &mut writer, 0, &format!("JOIN {name}")).await?;
+        asked = asked.or(sent.asks.then(Instant::now));
+    }
     let mut line_no = 0usize;
     // Whether we still read stdin; false after its end or after our QUIT/EXIT.
     let mut reading = true;
     loop {
+        let wait = asked
+            .filter(|_| !heard)
+            .map(|at| ANSWER_TIMEOUT.saturating_sub(at.elapsed()));
+        let server = async {
+            match wait {
+                Some(wait) => match async_std::future::timeout(wait, reader.next()).await {
+                    Ok(msg) => Turn::Server(msg),
+                    Err(_) => Turn::NoAnswer,
+                },
+                None => Turn::Server(reader.next().await),
+            }
+        };
         let turn = if reading {
-            let server = reader.next().fuse();
+            let server = server.fuse();
             let stdin = lines.next().fuse();
             pin_mut!(server, stdin);
             select! {
-                msg = server => Turn::Server(msg),
+                turn = server => turn,
                 line = stdin => Turn::Stdin(line),
             }
         } else {
-            Turn::Server(reader.next().await)
+            server.await
+        };
+        let no_answer = || ConnError::NoAnswer {
+            addr: format!("{host}:{port}"),
+            door: "chat",
         };
         match turn {
+            Turn::NoAnswer => return Err(no_answer()),
+            // Closed without a word (as the strict mailbox door does): the wrong port?
+            Turn::Server(Ok(None) | Err(_)) if asked.is_some() && !heard => return Err(no_answer()),
             Turn::Stdin(None) => {
                 reading = false;
                 writer.finish();
@@ -56,19 +93,21 @@ pub async fn run(host: &str, port: u16) -> Result<(), ConnError> {
             }
             Turn::Stdin(Some(StdinLine::Text(line))) => {
                 line_no += 1;
-                if send_line(&mut composer, &mut writer, line_no, &line).await? {
+                let sent = send_line(&mut composer, &mut writer, line_no, &line).await?;
+                asked = asked.or(sent.asks.then(Instant::now));
+                if sent.quit {
                     reading = false;
                     writer.finish();
                 }
             }
             Turn::Server(Ok(Some(msg))) => {
+                heard = true;
                 out_line(&msg);
-                if msg == "* PING" {
+                match classifier.classify(&msg) {
                     // After our half-close there is no answering; the server will close.
-                    let _ = writer.send(&["PONG"]).await;
-                }
-                if msg.starts_with("* QUIT") {
-                    return Ok(());
+                    Incoming::Ping => drop(writer.send(&["PONG"]).await),
+                    Incoming::Quit(_) => return Ok(()),
+                    _ => {}
                 }
             }
             Turn::Server(Ok(None)) if !reading => return Ok(()),
@@ -78,30 +117,45 @@ pub async fn run(host: &str, port: u16) -> Result<(), ConnError> {
     }
 }
 
-/// Checks and sends one stdin line; `Ok(true)` when it was QUIT/EXIT.
+/// What [`send_line`] sent.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sent {
+    /// QUIT/EXIT: the server will close.
+    quit: bool,
+    /// A command the server answers (all but MSG, BCST and PONG).
+    asks: bool,
+}
+
+/// Checks and sends one stdin line.
 async fn send_line(
     composer: &mut Composer,
     writer: &mut Writer,
     line_no: usize,
     line: &str,
-) -> Result<bool, ConnError> {
+) -> Result<Sent, ConnError> {
     match composer.feed(line) {
         Step::Send { messages, quit } => {
             writer.send(&messages).await?;
-            Ok(quit)
+            let asks = messages.first().is_some_and(|m| {
+                !matches!(
+                    Command::parse(m),
+                    Ok(Command::Msg { .. } | Command::Bcst(_) | Command::Pong)
+                )
+            });
+            Ok(Sent { quit, asks })
         }
         Step::Refused(reason) => {
             err_line(&format!("line {line_no}: not sent: {reason}"));
-            Ok(false)
+            Ok(Sent::default())
         }
         Step::Skipped => {
             err_line(&format!(
                 "line {line_no}: not sent: it belongs to the refused command before it"
             ));
-            Ok(false)
+            Ok(Sent::default())
         }
         // Retry only happens with the interactive policy; the others need no action.
-        Step::Nothing | Step::Need(_) | Step::Retry { .. } => Ok(false),
+        Step::Nothing | Step::Need(_) | Step::Retry { .. } => Ok(Sent::default()),
     }
 }
 
@@ -139,7 +193,10 @@ mod tests {
             ];
             let mut quit = false;
             for (i, line) in script.iter().enumerate() {
-                quit = send_line(&mut c, &mut writer, i + 1, line).await.unwrap();
+                quit = send_line(&mut c, &mut writer, i + 1, line)
+                    .await
+                    .unwrap()
+                    .quit;
             }
             assert!(quit);
             writer.finish();

@@ -10,7 +10,8 @@ use std::borrow::Cow;
 use std::io::{self, Stdout, Write};
 use std::sync::Once;
 
-use crossterm::cursor::MoveToColumn;
+use crossterm::cursor::{MoveToColumn, RestorePosition, SavePosition};
+use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste};
 use crossterm::style::{Color, Print, ResetColor, SetForegroundColor};
 use crossterm::terminal::{self, Clear, ClearType};
 use crossterm::{execute, queue};
@@ -45,57 +46,61 @@ impl Kind {
     }
 }
 
-/// Beginnings of the server's error replies (PROTOCOL.md).
-const ERROR_REPLIES: &[&str] = &[
-    "Unknown Message",
-    "Unknown Recipient",
-    "Unregistered User",
-    "Too Many Users",
-    "Name Taken",
-    "Already Joined",
-    "Usage:",
-    "Invalid ",
-    "Not Registered",
-    "Sender Mismatch",
-    "Shutdown Refused",
-    "ALREADY REGISTERED",
-    "MESSAGE FAILED",
-    "READ ERROR",
-];
-
-/// Tells what kind of line the server sent.
-pub fn classify(line: &str) -> Kind {
-    if let Some(rest) = line.strip_prefix("* ") {
-        return if rest.starts_with("ERROR") {
-            Kind::Error
-        } else {
-            Kind::Notice
-        };
-    }
-    if ERROR_REPLIES.iter().any(|p| line.starts_with(p)) {
-        return Kind::Error;
-    }
-    let mut words = line.splitn(3, ' ');
-    let sender = words.next().unwrap_or("");
-    let verb = words.next().unwrap_or("");
-    let has_text = words.next().is_some_and(|t| !t.is_empty());
-    if matches!(verb, "SENT" | "BCST") && has_text && protocol::Name::new(sender).is_ok() {
-        return Kind::Peer;
-    }
-    Kind::Plain
+/// Whether `c` is an invisible format character that changes how the text around it is
+/// shown: bidi controls (U+202E reverses what follows), zero-width characters, and the
+/// other characters of Unicode's "format" category a terminal would obey or hide.
+pub(crate) fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{070F}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
 }
 
-/// Replaces control characters (escape sequences from a hostile peer) with `?`.
+/// Makes received text safe to print: control characters (escape sequences from a hostile
+/// peer) become `?`, and invisible format characters are shown as `<U+XXXX>` rather than
+/// obeyed, so `evil\u{202E}gnp.exe` reads as it was sent. A zero-width joiner inside an
+/// emoji sequence (`👩‍💻`) is kept: there it only joins two pictures.
 pub fn sanitize(text: &str) -> Cow<'_, str> {
-    if text.chars().any(char::is_control) {
-        Cow::Owned(
-            text.chars()
-                .map(|c| if c.is_control() { '?' } else { c })
-                .collect(),
-        )
-    } else {
-        Cow::Borrowed(text)
+    if !text.chars().any(|c| c.is_control() || is_format(c)) {
+        return Cow::Borrowed(text);
     }
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len() + 16);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_control() {
+            out.push('?');
+        } else if c == '\u{200D}' && joins_emoji(&chars, i) {
+            out.push(c);
+        } else if is_format(c) {
+            out.push_str(&format!("<U+{:04X}>", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Whether the joiner at `i` sits between two pictographic characters.
+fn joins_emoji(chars: &[char], i: usize) -> bool {
+    let pictographic = |c: Option<&char>| {
+        c.is_some_and(|&c| matches!(u32::from(c), 0x1F000..=0x1FAFF | 0x2600..=0x27BF))
+    };
+    let before = chars[..i]
+        .iter()
+        .rev()
+        .find(|&&c| !matches!(u32::from(c), 0xFE0E..=0xFE0F | 0x1F3FB..=0x1F3FF));
+    pictographic(before) && pictographic(chars.get(i + 1))
 }
 
 /// Raw mode for as long as this value lives; dropping it restores the terminal.
@@ -117,6 +122,8 @@ impl RawGuard {
             }));
         });
         terminal::enable_raw_mode()?;
+        // A paste arrives as one event, not as typed lines (where the terminal can).
+        let _ = execute!(io::stdout(), EnableBracketedPaste);
         Ok(RawGuard { _private: () })
     }
 }
@@ -131,6 +138,7 @@ impl Drop for RawGuard {
 fn restore() {
     let mut out = io::stdout();
     let _ = execute!(out, MoveToColumn(0), Clear(ClearType::CurrentLine));
+    let _ = execute!(out, DisableBracketedPaste);
     let _ = terminal::disable_raw_mode();
 }
 
@@ -190,12 +198,17 @@ impl Screen {
     /// Redraws the prompt and the line with the cursor at its absolute column, one flush.
     pub fn draw_input(&mut self, editor: &LineEditor) {
         let view = editor.view(&self.prompt, self.width);
+        let (before, after) = view.text.split_at(view.split);
+        // The terminal places the cursor after what it drew: right also where its idea of a
+        // character's width differs from Unicode's (emoji with a skin tone, say).
         let _ = queue!(
             self.out,
             MoveToColumn(0),
             Clear(ClearType::CurrentLine),
-            Print(view.text),
-            MoveToColumn(view.cursor_col)
+            Print(before),
+            SavePosition,
+            Print(after),
+            RestorePosition
         );
         let _ = self.out.flush();
     }
@@ -206,22 +219,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kinds() {
-        assert_eq!(classify("A SENT HELLO"), Kind::Peer);
-        assert_eq!(classify("bob BCST hi all"), Kind::Peer);
-        assert_eq!(classify("* B joined"), Kind::Notice);
-        assert_eq!(classify("* ERROR send queue full"), Kind::Error);
-        assert_eq!(classify("Unknown Recipient"), Kind::Error);
-        assert_eq!(classify("Usage: MSG <name> <text>"), Kind::Error);
-        assert_eq!(classify("HELLO A"), Kind::Plain);
-        assert_eq!(classify("USERS 2"), Kind::Plain);
-        assert_eq!(classify("a b SENT x"), Kind::Plain);
-        assert_eq!(classify("MESSAGE SENT"), Kind::Plain);
-    }
-
-    #[test]
     fn control_characters_are_neutralised() {
         assert_eq!(sanitize("plain"), Cow::Borrowed("plain"));
         assert_eq!(sanitize("a\u{1b}[2Jb"), "a?[2Jb");
+    }
+
+    #[test]
+    fn invisible_characters_are_shown_not_obeyed() {
+        assert_eq!(sanitize("evil\u{202E}gnp.exe"), "evil<U+202E>gnp.exe");
+        assert_eq!(sanitize("a\u{200B}b\u{2066}c"), "a<U+200B>b<U+2066>c");
+        assert_eq!(sanitize("x\u{200D}y"), "x<U+200D>y");
+        // A joiner inside an emoji sequence, and a skin tone, are text as people write it.
+        assert_eq!(
+            sanitize("\u{1F469}\u{200D}\u{1F4BB}"),
+            Cow::Borrowed("\u{1F469}\u{200D}\u{1F4BB}")
+        );
+        assert_eq!(sanitize("👍🏽 日本語"), Cow::Borrowed("👍🏽 日本語"));
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::time::Duration;
 
 use crossterm::event::{Event as TermEvent, EventStream};
 use futures::channel::mpsc;
@@ -247,7 +248,7 @@ impl Ui {
                         t.screen.draw_input(&t.editor);
                     }
                     TermEvent::Paste(text) => {
-                        t.editor.insert_str(&text);
+                        t.editor.insert_str(&one_line(&text));
                         t.screen.draw_input(&t.editor);
                     }
                     _ => {}
@@ -255,6 +256,17 @@ impl Ui {
             },
         }
     }
+}
+
+/// Pasted text as one line: a message is one line on the wire, so a pasted multi-line
+/// message becomes one message, its lines joined with spaces (tabs become spaces too).
+pub(crate) fn one_line(pasted: &str) -> String {
+    // Terminals paste a line end as CR (tmux, xterm) or LF.
+    let lines: Vec<&str> = pasted
+        .split(['\r', '\n'])
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    lines.join(" ").replace('\t', " ")
 }
 
 /// A connection and its user: the two sources of events a mode reacts to.
@@ -265,6 +277,8 @@ pub struct Session {
     pub writer: Writer,
     /// The user's side.
     pub ui: Ui,
+    /// `host:port` as given on the command line, for messages.
+    pub addr: String,
 }
 
 impl Session {
@@ -279,12 +293,38 @@ impl Session {
         }
     }
 
+    /// As [`Session::next_event`], but `None` when nothing happened within `wait`.
+    pub(crate) async fn next_event_within(
+        &mut self,
+        want_line: bool,
+        wait: Duration,
+    ) -> Option<Event> {
+        async_std::future::timeout(wait, self.next_event(want_line))
+            .await
+            .ok()
+    }
+
     /// Says goodbye: sends `farewell` (QUIT or EXIT), half-closes, and waits briefly for the
     /// server to close, so it reads our last words before the socket goes.
     pub async fn leave(&mut self, farewell: &str) {
         // If the server is already gone there is nobody to say goodbye to.
         let _ = self.writer.send(&[farewell]).await;
         self.writer.finish();
-        self.reader.drain(std::time::Duration::from_secs(2)).await;
+        self.reader.drain(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pasted_message_of_several_lines_is_one_line() {
+        assert_eq!(
+            one_line("Dear Bob,\r\nlunch at noon?\n\nAlice\n"),
+            "Dear Bob, lunch at noon? Alice"
+        );
+        assert_eq!(one_line("a\tb"), "a b");
+        assert_eq!(one_line("one\rtwo\r"), "one two");
     }
 }

@@ -10,16 +10,20 @@
 //! * [`command`]: one received message → [`Command`], every seed alias included, with an
 //!   `Unknown` variant and typed [`ParseError`]s.
 //! * [`reply`]: every message the server sends, [`Reply`], and its exact wording.
+//! * [`incoming`]: the other way round: what a received message is (reply, user text or
+//!   server event), by the protocol's state, with [`Classifier`].
 //! * [`mailbox`]: the strict seed-001 dialect of the mailbox port.
 
 pub mod command;
 pub mod frame;
+pub mod incoming;
 pub mod mailbox;
 pub mod reply;
 pub mod text;
 
 pub use command::{Command, ParseError, ParseErrorKind};
 pub use frame::{Decoded, Decoder, FrameError, Framing, DEFAULT_MAX_MESSAGE};
+pub use incoming::{Class, Classifier, Incoming};
 pub use mailbox::MailCommand;
 pub use reply::Reply;
 pub use text::{Name, NameError, Sender, SenderError, Text, TextError};

@@ -120,6 +120,8 @@ pub enum Reply<'a> {
         /// Body (1 to 512 characters).
         body: &'a Text<'a>,
     },
+    /// `* MAIL <sender>`: a message from sender was just stored in your mailbox (READ it).
+    MailArrived(&'a str),
     /// `* PING`: answer with `PONG` or be disconnected as dead.
     Ping,
     /// `* QUIT <reason>`: the server is shutting down; the client should exit.
@@ -200,6 +202,7 @@ impl Reply<'_> {
                 put_parts(framing, out, &["SUBJECT ", subject.as_str()]);
                 put_parts(framing, out, &["BODY ", body.as_str()]);
             }
+            Reply::MailArrived(from) => put(format_args!("* MAIL {from}")),
             Reply::Ping => put(format_args!("* PING")),
             Reply::Quit(reason) => put(format_args!("* QUIT {reason}")),
             Reply::Error(reason) => put(format_args!("* ERROR {reason}")),

@@ -232,6 +232,9 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
                 conn.label,
                 reply.lines()
             );
+            if reply == Reply::MessageSent && to.as_str() != from {
+                hub.send_to(to.as_str(), &Reply::MailArrived(from));
+            }
             let _ = conn.send(&reply);
             continue;
         }

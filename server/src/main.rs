@@ -11,7 +11,12 @@ use log::{error, info, warn, LevelFilter};
 use chat_server::rt::{self, TcpListener};
 use chat_server::{Config, Shutdown};
 
-/// Chat and messaging server: live chat (both framings), mailboxes, machine registry.
+use crate::logfmt::LogFormat;
+
+mod logfmt;
+
+/// Chat and messaging server: a live chat room with names and direct messages, mailboxes
+/// for people who are away, and a registry of machines that send each other broadcasts.
 #[derive(Debug, Parser)]
 #[command(name = "chat-server", version)]
 struct Args {
@@ -29,7 +34,8 @@ struct Args {
     /// Most unread messages kept per user.
     #[arg(long, default_value_t = Config::default().mailbox_cap)]
     mailbox_cap: usize,
-    /// Also serve the strict seed-001 mailbox protocol on this port.
+    /// Also serve the plain mailbox protocol on this port (LOGIN, COMPOSE, READ, EXIT and
+    /// nothing else, for simple mailbox clients).
     #[arg(long)]
     mailbox_port: Option<u16>,
     /// Let a client with a name or a registered machine shut the server down.
@@ -69,12 +75,19 @@ struct Args {
     /// Log level: off, error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     log_level: LevelFilter,
+    /// Log lines as text (time, level, message) or JSON; default: text on a terminal,
+    /// JSON when the output goes to a file or another program.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     rt::set_threads(args.threads);
-    femme::with_level(args.log_level);
+    logfmt::start(
+        args.log_format.unwrap_or_else(LogFormat::for_stdout),
+        args.log_level,
+    );
     let config = Config {
         data_dir: args.data_dir,
         max_users: args.max_users,

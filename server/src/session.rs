@@ -303,7 +303,13 @@ impl Session {
     async fn compose(&self, to: &Name<'static>, text: &str) {
         let reply = self.services.compose(to, self.name_str(), text).await;
         info!("{} COMPOSE to {to}: {:?}", self.conn.label, reply.lines());
+        let stored = reply == Reply::MessageSent;
         self.reply(reply);
+        if stored && to.as_str() != self.name_str() {
+            // Tell the recipient, if on the chat port now, that mail is waiting.
+            self.hub
+                .send_to(to.as_str(), &Reply::MailArrived(self.name_str()));
+        }
     }
 
     async fn read(&self) {

@@ -55,30 +55,62 @@ fn menu_register_broadcast_and_shutdown() {
     m1.expect("Success: registered camelot.");
     m1.say("7");
     m1.expect("\"7\" is not a choice");
-    // Quit: SHUTDOWN; every client gets the quit notice and exits with success.
+    // Quit, asking for a shutdown: every client gets the quit notice and exits with success.
     m1.say("4");
+    m1.say("y");
     m1.expect("The server is shutting down");
     m2.expect("The server is shutting down");
     m1.expect_success();
     m2.expect_success();
 }
 
-/// A refused quit is reported and the menu goes on; the server going away is an error.
+/// Quit leaves the menu with success: without a shutdown when none is wanted, and also
+/// when the server refuses one (it was started without --allow-shutdown).
 #[test]
-fn menu_quit_refused_then_server_goes_away() {
-    let mut s = Server::start(&[]);
+fn menu_quit_leaves_with_success() {
+    let s = Server::start(&[]);
+    let mut m = Proc::start(s.addr, &["--menu"]);
+    m.say("4");
+    m.say("");
+    m.expect("Also shut the server down for everyone? (y/N)");
+    m.expect("Goodbye.");
+    m.expect_success();
     let mut m = Proc::start(s.addr, &["--menu"]);
     m.say("1");
     m.say("camelot");
     m.expect("Success: registered camelot.");
     m.say("4");
+    m.say("y");
     m.expect("Failure: Shutdown Refused: the server was started without --allow-shutdown");
-    m.expect("4) Quit");
+    m.expect("Goodbye.");
+    m.expect_success();
+    s.assert_chats();
+}
+
+/// The server going away is an error for a menu that is still showing broadcasts.
+#[test]
+fn menu_server_going_away_is_an_error() {
+    let mut s = Server::start(&[]);
+    let mut m = Proc::start(s.addr, &["--menu"]);
+    m.say("1");
+    m.say("camelot");
+    m.expect("Success: registered camelot.");
     m.end_input();
     m.expect("End of input");
     s.kill9();
     m.expect_failure();
     m.expect_err("Server closed the connection.");
+}
+
+/// A chat client pointed at the mailbox port (an easy mistake) says so instead of hanging.
+#[test]
+fn menu_on_the_mailbox_port_gets_a_hint() {
+    let s = Server::start(&["--mailbox-port", "0"]);
+    let addr = s.mailbox_addr.expect("mailbox port announced");
+    let mut m = Proc::start(addr, &["--menu"]);
+    m.say("2");
+    m.expect_failure();
+    m.expect_err(&format!("no answer from {addr}: is this the chat port?"));
 }
 
 /// Seed 001's three example sessions (with `--mailbox-cap 2`), through the friendly

@@ -210,3 +210,21 @@ fn quit_notice_exits_0() {
     a.expect("* QUIT server shutting down");
     a.expect_success();
 }
+
+/// The mailbox port given by mistake: one clear line instead of silence, and exit 1.
+#[test]
+fn the_wrong_port_gets_a_hint() {
+    let s = Server::start(&["--mailbox-port", "0"]);
+    let addr = s.mailbox_addr.expect("mailbox port announced");
+    let mut c = Proc::start(addr, &["--name", "bot"]);
+    c.expect_failure();
+    c.expect_err(&format!("no answer from {addr}: is this the chat port?"));
+    // Something that never answers at all: the same line within the answer timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("bound address");
+    let mut c = Proc::start(addr, &[]);
+    c.say("LIST");
+    c.expect_failure();
+    c.expect_err(&format!("no answer from {addr}: is this the chat port?"));
+    drop(silent);
+}

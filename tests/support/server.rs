@@ -65,6 +65,12 @@ impl Server {
 
     /// Starts a server as `opts` say and waits until it announced its ports.
     pub fn start_with(opts: Options) -> Server {
+        Server::start_at(0, opts)
+    }
+
+    /// Starts a server on chat port `port` (0: a free one), e.g. again on the port of one
+    /// that was killed, and waits until it announced its ports.
+    pub fn start_at(port: u16, opts: Options) -> Server {
         let (data_dir, own_dir) = match opts.data_dir {
             Some(dir) => (dir, None),
             None => {
@@ -86,7 +92,8 @@ impl Server {
             #[cfg(not(unix))]
             Some(_) => panic!("Options::fd_limit needs Unix (`ulimit -n`)"),
         };
-        cmd.args(["0", "--bind", "127.0.0.1", "--data-dir"])
+        cmd.arg(port.to_string())
+            .args(["--bind", "127.0.0.1", "--data-dir"])
             .arg(&data_dir)
             .args(&opts.args)
             .stdin(Stdio::null())

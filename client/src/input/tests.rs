@@ -133,6 +133,7 @@ fn view_scrolls_to_keep_the_cursor_visible() {
         ed.view("> ", 80),
         View {
             text: "> hello".into(),
+            split: 7,
             cursor_col: 7
         }
     );
@@ -144,4 +145,46 @@ fn view_scrolls_to_keep_the_cursor_visible() {
     assert_eq!((v.text.as_str(), v.cursor_col), ("> abcdefg", 2));
     ed.insert_str("\t");
     assert!(ed.view("> ", 10).text.starts_with("> ?"));
+}
+
+#[test]
+fn wide_characters_take_two_columns() {
+    let mut ed = typed("日本語");
+    assert_eq!(ed.view("> ", 80).cursor_col, 2 + 6);
+    press(&mut ed, KeyCode::Left);
+    assert_eq!(ed.view("> ", 80).cursor_col, 2 + 4);
+    press(&mut ed, KeyCode::Backspace);
+    assert_eq!(ed.line(), "日語");
+    let v = ed.view("> ", 80);
+    assert_eq!((v.cursor_col, &v.text[..v.split]), (4, "> 日"));
+    // Scrolling never cuts a wide character in half: 9 columns hold four of them.
+    let ed = typed("一二三四五六");
+    let v = ed.view("> ", 12);
+    assert_eq!((v.text.as_str(), v.cursor_col), ("> 三四五六", 10));
+}
+
+#[test]
+fn a_cluster_moves_and_deletes_as_one() {
+    // Thumbs up with a skin tone: two code points, one thing to the reader.
+    let mut ed = typed("👍🏽");
+    press(&mut ed, KeyCode::Left);
+    assert_eq!(ed.view("", 80).cursor_col, 0);
+    press(&mut ed, KeyCode::Char('X'));
+    assert_eq!(ed.line(), "X👍🏽");
+    press(&mut ed, KeyCode::End);
+    press(&mut ed, KeyCode::Backspace);
+    assert_eq!(ed.line(), "X");
+    // e + combining acute: one cluster, deleted whole from either side.
+    let mut ed = typed("ae\u{301}b");
+    press(&mut ed, KeyCode::Left);
+    press(&mut ed, KeyCode::Backspace);
+    assert_eq!(ed.line(), "ab");
+    press(&mut ed, KeyCode::Home);
+    press(&mut ed, KeyCode::Right);
+    ed.insert_str("e\u{301}");
+    press(&mut ed, KeyCode::Delete);
+    assert_eq!(ed.line(), "ae\u{301}");
+    // Invisible characters are drawn as '?', one column each.
+    let ed = typed("a\u{202E}b");
+    assert_eq!(ed.view("", 80).text, "a?b");
 }
