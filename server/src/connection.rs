@@ -189,6 +189,10 @@ fn chat<'a>(
             let Some(payload) = next_payload(reader, hub, conn, &mut bucket).await else {
                 break;
             };
+            if session.holds_mail() {
+                // The last READ's message is acknowledged (durably) before this command.
+                Box::pin(session.settle()).await;
+            }
             let later = match session.handle(payload) {
                 Step::Done(Flow::Continue) => continue,
                 Step::Done(Flow::Close) => break,
@@ -242,11 +246,19 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
             (Some(MailCommand::Read), Some(me)) => {
                 info!("{} mailbox: READ {me}", conn.label);
                 let _ = match Box::pin(services.read(me.as_str())).await {
-                    Some(mail) => conn.send(&Reply::StrictMail {
+                    Ok(Some(mail)) => conn.send(&Reply::StrictMail {
                         from: &mail.from,
                         text: &mail.text,
                     }),
-                    None => conn.send(&Reply::ReadError),
+                    Ok(None) => conn.send(&Reply::ReadError),
+                    Err(e) => {
+                        warn!(
+                            "{} mailbox: READ {me}: the removal could not be written, nothing \
+                             removed; dropping the connection: {e}",
+                            conn.label
+                        );
+                        break;
+                    }
                 };
             }
             (Some(MailCommand::Exit), Some(me)) => {

@@ -153,15 +153,16 @@ pub(super) fn put_read(out: &mut Vec<u8>, id: u64, user: &str) -> u64 {
     })
 }
 
-/// Encodes every live message as a COMPOSE record, mailbox by mailbox in order: the body of
-/// a compacted log.
+/// Encodes every live message whose id `keep` accepts as a COMPOSE record, mailbox by
+/// mailbox in order: the body of a compacted log.
 pub(super) fn encode_snapshot(
     boxes: &HashMap<String, VecDeque<Stored>>,
     live_bytes: u64,
+    keep: impl Fn(u64) -> bool,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(usize::try_from(live_bytes).unwrap_or(0));
     for (user, queue) in boxes {
-        for m in queue {
+        for m in queue.iter().filter(|m| keep(m.id)) {
             put_compose(&mut out, m.id, user, &m.from, &m.text);
         }
     }
