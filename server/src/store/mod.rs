@@ -92,7 +92,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use futures::channel::oneshot;
@@ -147,6 +147,9 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the writer when records are queued or the store closes.
     wake: Condvar,
+    /// Set when a record is queued, cleared when the writer takes the batch: lets the writer
+    /// watch for work without taking the lock.
+    queued: AtomicBool,
     /// Most messages one mailbox may hold (`--mailbox-cap`).
     cap: usize,
     /// fsyncs the writer performed, for [`MailStore::stats`].
@@ -287,6 +290,7 @@ impl MailStore {
                 broken: None,
             }),
             wake: Condvar::new(),
+            queued: AtomicBool::new(false),
             cap,
             syncs: AtomicU64::new(0),
             records: AtomicU64::new(0),
@@ -502,6 +506,7 @@ impl State {
     fn enqueue(&mut self, shared: &Shared, effect: Effect) -> oneshot::Receiver<io::Result<()>> {
         let (tx, rx) = oneshot::channel();
         self.waiters.push((tx, effect));
+        shared.queued.store(true, Ordering::Release);
         if self.waiters.len() >= self.wake_at {
             shared.wake.notify_one();
         }

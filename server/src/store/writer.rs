@@ -20,6 +20,9 @@ const GATHER_MIN: usize = 4;
 /// Longest the writer waits for the last batch's callers to come back (and at most half the
 /// last fsync's duration).
 pub const GATHER_MAX: Duration = Duration::from_millis(1);
+/// Longest the writer stays awake after a batch waiting for the next record (see
+/// [`Writer::linger`]).
+const LINGER_MAX: Duration = Duration::from_micros(200);
 /// Zeros written ahead of the log when it needs room (see [`Writer::append_batch`]).
 const PREALLOCATE: u64 = 1 << 20;
 /// Smallest preallocation tried when the disk has no room for a larger one; below it the
@@ -144,6 +147,7 @@ impl Writer {
     fn run(mut self) {
         let _stopped = StopGuard(Arc::clone(&self.shared));
         loop {
+            self.linger();
             let Ok(mut state) = self.shared.state.lock() else {
                 return;
             };
@@ -166,6 +170,7 @@ impl Writer {
             // Busy: callers need not wake us, we look at `pending` before sleeping again.
             state.wake_at = usize::MAX;
             mem::swap(&mut state.pending, &mut self.batch);
+            self.shared.queued.store(false, Ordering::Relaxed);
             let waiters = mem::take(&mut state.waiters);
             // Every COMPOSE in memory so far is in this batch or already durable.
             let durable_next = state.next_id;
@@ -187,6 +192,29 @@ impl Writer {
                 self.commit(waiters, durable_next);
             }
             self.batch.clear();
+        }
+    }
+
+    /// Right after a batch, stays awake a little while (at most as long as the last fsync
+    /// took, and [`LINGER_MAX`]) watching for the next record: a lone composer's next COMPOSE
+    /// usually arrives within one round trip, and finding it awake spares the caller a futex
+    /// wake and the writer a trip through the scheduler on every message. Only after small
+    /// batches: under load [`Writer::gather`] already waits, and records keep coming.
+    fn linger(&mut self) {
+        if self.last_batch == 0 || self.last_batch >= GATHER_MIN {
+            return;
+        }
+        let deadline = Instant::now() + self.last_sync.min(LINGER_MAX);
+        loop {
+            for _ in 0..64 {
+                if self.shared.queued.load(Ordering::Acquire) {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
+            if Instant::now() >= deadline {
+                return;
+            }
         }
     }
 

@@ -8,6 +8,9 @@
 //!   received as `<sender> SENT <payload>`.
 //! * `idle -n C`: C connections JOIN and stay; with `--server-pid`, the server's memory per
 //!   connection.
+//! * `disk --data-dir DIR -c 1 -m M`: the disk's own limit (one thread appending a small
+//!   record to a preallocated file in DIR, the server's data dir, and `fdatasync`ing each),
+//!   then `compose` against the server, whose rate is printed as a fraction of that limit.
 //! * `compose -c C -m M -t T`: C connections LOGIN as distinct users and COMPOSE M messages
 //!   each to T target users, one outstanding per connection (wait for `MESSAGE SENT`); then
 //!   the targets LOGIN and READ everything back, checking that every acknowledged message
@@ -25,10 +28,11 @@
 //! Layout: `main.rs` parses the options, holds the payload format and picks the scenario;
 //! `conn.rs` is one client connection (socket, framing, timeouts) and its handshake;
 //! `phase.rs` the start gate, clock and supervisor of a measured phase; `traffic.rs` the
-//! fanout, dm and idle scenarios; `mail.rs` compose and read; `report.rs` the /proc
+//! fanout, dm and idle scenarios; `mail.rs` compose and read; `disk.rs` the disk's limit; `report.rs` the /proc
 //! readings, latency percentiles, error tally and the human and `--json` output.
 
 mod conn;
+mod disk;
 mod mail;
 mod phase;
 mod report;
@@ -56,6 +60,8 @@ enum Scenario {
     Compose,
     /// Only READ back what a `compose --no-read` run with the same -c/-m/-t left.
     Read,
+    /// The disk's fdatasync limit in `--data-dir`, then `compose`, as a fraction of it.
+    Disk,
 }
 
 /// The command line.
@@ -123,6 +129,12 @@ struct Args {
     /// compose: skip the read-back.
     #[arg(long)]
     no_read: bool,
+    /// disk: the server's data directory (the disk's limit is measured on its file system).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// disk: how long to measure the disk's limit, seconds.
+    #[arg(long, default_value_t = 3.0)]
+    disk_seconds: f64,
     /// Free text copied into the report.
     #[arg(long, default_value = "")]
     label: String,
@@ -183,7 +195,7 @@ fn main() -> ExitCode {
     let a = Args::parse();
     let clean = task::block_on(async {
         match a.scenario {
-            Scenario::Compose | Scenario::Read => mail::mail(&a).await,
+            Scenario::Compose | Scenario::Read | Scenario::Disk => mail::mail(&a).await,
             _ => traffic::traffic(&a).await,
         }
     });
