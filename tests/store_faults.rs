@@ -298,3 +298,65 @@ mod full_disk {
         drop(s);
     }
 }
+
+/// CRC-32/IEEE, to write a mail log the way the server does.
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// A mail log of `messages` COMPOSE records to users `u0`..`u99` (record format: see
+/// `server/src/store/mod.rs`).
+fn big_log(messages: u64) -> Vec<u8> {
+    let mut out = b"CHATMB1\n".to_vec();
+    let text = "x".repeat(80);
+    for id in 0..messages {
+        let mut payload = vec![1u8];
+        payload.extend_from_slice(&id.to_le_bytes());
+        for field in [format!("u{}", id % 100), "ann".into(), text.clone()] {
+            payload.extend_from_slice(&(field.len() as u32).to_le_bytes());
+            payload.extend_from_slice(field.as_bytes());
+        }
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+    }
+    out
+}
+
+/// With a large mail log, chat is served at once while the log loads; LOGIN waits for it
+/// and then counts every message.
+#[test]
+fn chat_is_served_while_a_large_mail_log_loads() {
+    const MESSAGES: u64 = 300_000;
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("mail.log"), big_log(MESSAGES)).expect("write a mail log");
+    let started = std::time::Instant::now();
+    let s = Server::start_in(dir.path(), &["--mailbox-cap", "100000"]);
+    s.assert_chats();
+    let chat = started.elapsed();
+    let mut c = s.line();
+    c.set_timeout(TIMEOUT * 6);
+    c.send("LOGIN u7");
+    c.expect(&(MESSAGES / 100).to_string());
+    let login = started.elapsed();
+    assert!(
+        s.wait_log("messages loaded", TIMEOUT),
+        "the server did not log the load"
+    );
+    eprintln!("chat served after {chat:?}, LOGIN answered after {login:?}");
+    assert!(
+        chat * 2 < login,
+        "chat ({chat:?}) waited for the mail log like LOGIN ({login:?})"
+    );
+}

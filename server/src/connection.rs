@@ -189,8 +189,9 @@ fn chat<'a>(
             let Some(payload) = next_payload(reader, hub, conn, &mut bucket).await else {
                 break;
             };
-            if session.holds_mail() {
-                // The last READ's message is acknowledged (durably) before this command.
+            if session.must_settle(payload) {
+                // The last READ's message is acknowledged (durably) before this command, and
+                // mailbox commands wait for the log to be loaded.
                 Box::pin(session.settle()).await;
             }
             let later = match session.handle(payload) {
@@ -223,6 +224,10 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
             warn!("{} mailbox: text is not printable; dropping", conn.label);
             break;
         };
+        if !services.store.is_loaded() {
+            // Every command on this door reads the mailboxes: wait until they are loaded.
+            Box::pin(services.store.loaded()).await;
+        }
         if let Some(to) = compose_to.take() {
             let from = user.as_ref().map_or("", |u| u.as_str());
             // Boxed, like every disk-bound wait: an idle connection's task stays small.

@@ -123,16 +123,24 @@ impl Session {
         }
     }
 
-    /// Whether a READ's message waits for acknowledgement: call [`Session::settle`] before
-    /// handling the next message.
-    pub fn holds_mail(&self) -> bool {
+    /// Whether [`Session::settle`] must run before `payload` is handled: a READ's message
+    /// waits for acknowledgement, or the mailboxes are still loading and `payload` is a
+    /// command that reads them (LOGIN, READ, ACK; COMPOSE waits by itself). Chat never waits.
+    pub fn must_settle(&self, payload: &[u8]) -> bool {
         self.held.is_some()
+            || (!self.services.store.is_loaded()
+                && matches!(
+                    payload.split(|&b| b == b' ').next(),
+                    Some(b"LOGIN" | b"READ" | b"ACK")
+                ))
     }
 
     /// Acknowledges the message the last READ handed out: any command after a READ does, and
     /// the removal is durable (group-committed) before that command is handled. If it cannot
     /// be written, says so and keeps holding the message (the next command tries again).
+    /// Also waits, first, until the mailboxes are loaded.
     pub async fn settle(&mut self) {
+        self.services.store.loaded().await;
         let Some(id) = self.held else {
             return;
         };

@@ -90,15 +90,14 @@ mod writer;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use futures::channel::oneshot;
 
-use record::{encode_snapshot, put_compose, put_read, MAX_FIELD};
-use replay::{load_log, sync_dir};
+use record::{put_compose, put_read, MAGIC, MAX_FIELD};
 use writer::{Handle, Writer};
 pub use writer::{COMPACT_MIN_DEAD, GATHER_MAX};
 
@@ -150,6 +149,10 @@ struct Shared {
     /// Set when a record is queued, cleared when the writer takes the batch: lets the writer
     /// watch for work without taking the lock.
     queued: AtomicBool,
+    /// Set once the log is replayed (or could not be): the lock-free fast path of `loaded`.
+    loaded: AtomicBool,
+    /// Wakes callers blocked in `loaded_state` once the log is replayed.
+    loaded_cv: Condvar,
     /// Most messages one mailbox may hold (`--mailbox-cap`).
     cap: usize,
     /// fsyncs the writer performed, for [`MailStore::stats`].
@@ -181,6 +184,10 @@ struct State {
     /// it gathers, `usize::MAX` while it writes (it looks again before sleeping). Spares a
     /// futex syscall per request.
     wake_at: usize,
+    /// The writer thread is still replaying the log: nothing else is filled in yet.
+    loading: bool,
+    /// Callers of [`MailStore::loaded`] to wake once it is replayed.
+    load_waiters: Vec<oneshot::Sender<()>>,
     /// Set by `close`: new requests are refused, the writer drains and stops.
     closing: bool,
     /// Set when the writer cannot continue: why new requests are refused.
@@ -258,7 +265,10 @@ impl MailStore {
 
     /// [`MailStore::open`] with a chosen compaction threshold, so tests can trigger it cheaply.
     fn open_tuned(dir: &Path, cap: usize, compact_min_dead: u64) -> io::Result<MailStore> {
-        fs::create_dir_all(dir)?;
+        let context = |what: &str, path: &Path, e: io::Error| {
+            io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+        };
+        fs::create_dir_all(dir).map_err(|e| context("cannot create", dir, e))?;
         let tmp = dir.join(TMP_NAME);
         match fs::remove_file(&tmp) {
             Ok(()) => log::warn!(
@@ -266,31 +276,28 @@ impl MailStore {
                 tmp.display()
             ),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(context("cannot remove", &tmp, e)),
         }
         let log_path = dir.join(LOG_NAME);
-        let (file, len, replayed, created) = load_log(&log_path, None)?;
-        if created {
-            sync_dir(dir)?;
-        }
-        // Damage was skipped: rewrite now so it is not met (and warned about) on every start.
-        let snapshot = replayed
-            .damaged
-            .then(|| encode_snapshot(&replayed.boxes, replayed.live_bytes, |_| true));
+        check_log(&log_path)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                boxes: replayed.boxes,
-                next_id: replayed.next_id,
-                live_bytes: replayed.live_bytes,
+                boxes: HashMap::new(),
+                next_id: 0,
+                live_bytes: 0,
                 pending: Vec::new(),
                 waiters: Vec::new(),
-                durable_next: replayed.next_id,
+                durable_next: 0,
                 wake_at: 1,
+                loading: true,
+                load_waiters: Vec::new(),
                 closing: false,
                 broken: None,
             }),
             wake: Condvar::new(),
             queued: AtomicBool::new(false),
+            loaded: AtomicBool::new(false),
+            loaded_cv: Condvar::new(),
             cap,
             syncs: AtomicU64::new(0),
             records: AtomicU64::new(0),
@@ -298,25 +305,61 @@ impl MailStore {
             #[cfg(test)]
             fail_batches: AtomicU64::new(0),
         });
-        let mut writer = Writer::new(Arc::clone(&shared), dir, Some(file), len, compact_min_dead);
-        if let Some(snapshot) = snapshot {
-            writer.repair(&snapshot)?;
-        }
+        let writer = Writer::new(Arc::clone(&shared), dir, None, 0, compact_min_dead);
         Ok(MailStore {
             inner: Arc::new(Handle::start(shared, writer)?),
         })
     }
 
-    /// Number of stored (unread) messages for `user`: the reply to `LOGIN`.
-    pub fn count(&self, user: &str) -> usize {
-        // Reading a length cannot make a poisoned state worse, so take it anyway.
-        let state = self
-            .inner
-            .shared
+    /// Whether the log has been replayed: until then LOGIN, READ and ACK wait (see
+    /// [`MailStore::loaded`]); everything else the server does goes on.
+    pub fn is_loaded(&self) -> bool {
+        self.inner.shared.loaded.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the log has been replayed (or could not be: requests then fail with
+    /// why). The writer thread replays it after [`MailStore::open`] returns, so the server
+    /// serves chat at once however large the log is.
+    pub async fn loaded(&self) {
+        if self.is_loaded() {
+            return;
+        }
+        let rx = {
+            let Ok(mut state) = self.inner.shared.state.lock() else {
+                return;
+            };
+            if !state.loading {
+                return;
+            }
+            let (tx, rx) = oneshot::channel();
+            state.load_waiters.push(tx);
+            rx
+        };
+        // Canceled: the writer stopped; the request that follows reports why.
+        let _ = rx.await;
+    }
+
+    /// The state, once loaded: blocks while the log is replayed. The server awaits
+    /// [`MailStore::loaded`] first, so only tests ever wait here.
+    fn loaded_state(&self) -> MutexGuard<'_, State> {
+        let shared = &self.inner.shared;
+        // Reading cannot make a poisoned state worse, so take it anyway.
+        let mut state = shared
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        state.boxes.get(user).map_or(0, VecDeque::len)
+        while state.loading {
+            state = shared
+                .loaded_cv
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        state
+    }
+
+    /// Number of stored (unread) messages for `user`: the reply to `LOGIN`.
+    pub fn count(&self, user: &str) -> usize {
+        self.loaded_state().boxes.get(user).map_or(0, VecDeque::len)
     }
 
     /// Stores a message; resolves only once it is durable (fsynced). `Full` when `to` already
@@ -324,6 +367,7 @@ impl MailStore {
     /// afterwards does not withdraw it. `Err` (I/O failure, store closed, field over 64 KiB):
     /// not acknowledged, answer `MESSAGE FAILED`.
     pub async fn compose(&self, to: &str, from: &str, text: &str) -> io::Result<Composed> {
+        self.loaded().await;
         let ack = {
             let shared = &*self.inner.shared;
             let mut guard = lock(shared)?;
@@ -353,7 +397,7 @@ impl MailStore {
     /// it stays stored (and counted) until [`MailStore::remove`] or [`MailStore::release`].
     /// Writes nothing, so it answers even on a full disk. `Ok(None)`: nothing to hand out.
     pub fn take(&self, user: &str) -> io::Result<Option<Held>> {
-        let mut guard = lock(&self.inner.shared)?;
+        let mut guard = self.loaded_state();
         let state = &mut *guard;
         state.usable()?;
         let durable_next = state.durable_next;
@@ -401,6 +445,7 @@ impl MailStore {
     /// durable (group-committed). On `Err` nothing was removed and the message is still held.
     /// A message that is no longer there counts as removed.
     pub async fn remove(&self, user: &str, id: u64) -> io::Result<()> {
+        self.loaded().await;
         let ack = {
             let shared = &*self.inner.shared;
             let mut guard = lock(shared)?;
@@ -424,6 +469,7 @@ impl MailStore {
     /// removal is durable, so an answered READ is never delivered again. `Ok(None)`: empty. On
     /// `Err` nothing was removed (the message is released).
     pub async fn read(&self, user: &str) -> io::Result<Option<Mail>> {
+        self.loaded().await;
         let Some(held) = self.take(user)? else {
             return Ok(None);
         };
@@ -511,6 +557,34 @@ impl State {
             shared.wake.notify_one();
         }
         rx
+    }
+}
+
+/// Refuses, at open, a file that is not a mail log (a wrong `--data-dir` must not be
+/// clobbered); the full replay runs on the writer thread.
+fn check_log(path: &Path) -> io::Result<()> {
+    let mut head = Vec::with_capacity(MAGIC.len());
+    match fs::File::open(path) {
+        Ok(file) => {
+            file.take(MAGIC.len() as u64)
+                .read_to_end(&mut head)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot open {}: {e}", path.display()),
+            ))
+        }
+    }
+    if head.starts_with(MAGIC) || MAGIC.starts_with(&head) {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a mail log (bad magic)", path.display()),
+        ))
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use std::collections::HashSet;
 
 use super::record::encode_snapshot;
-use super::replay::{load_log, reopen};
+use super::replay::{load_log, reopen, sync_dir};
 use super::{Effect, Shared, State, Waiter, LOG_NAME};
 
 /// Batches smaller than this are committed at once: with few writers, waiting adds latency.
@@ -146,6 +146,9 @@ impl Writer {
     /// The group-commit loop: take all queued records, write, fsync once, ack them all.
     fn run(mut self) {
         let _stopped = StopGuard(Arc::clone(&self.shared));
+        if !self.load() {
+            return;
+        }
         loop {
             self.linger();
             let Ok(mut state) = self.shared.state.lock() else {
@@ -192,6 +195,78 @@ impl Writer {
                 self.commit(waiters, durable_next);
             }
             self.batch.clear();
+        }
+    }
+
+    /// Replays the log into the shared state (the store serves nothing from the mailboxes
+    /// until then; chat goes on), rewrites it if damage was skipped, and wakes whoever waits
+    /// for it. `false` if it cannot be loaded: every request then fails with why.
+    fn load(&mut self) -> bool {
+        let started = Instant::now();
+        let log_path = self.dir.join(LOG_NAME);
+        let loaded = load_log(&log_path, None).and_then(|(file, len, replayed, created)| {
+            if created {
+                sync_dir(&self.dir)?;
+            }
+            self.file = Some(file);
+            self.len = len;
+            self.allocated = len;
+            Ok(replayed)
+        });
+        let replayed = match loaded {
+            Ok(replayed) => replayed,
+            Err(e) => {
+                let why = format!("cannot load {}: {e}", log_path.display());
+                log::error!("mail store: {why}; refusing mail");
+                self.finish_loading(Some(why));
+                return false;
+            }
+        };
+        let messages: usize = replayed.boxes.values().map(|queue| queue.len()).sum();
+        // Damage was skipped: rewrite now so it is not met (and warned about) on every start.
+        let snapshot = replayed
+            .damaged
+            .then(|| encode_snapshot(&replayed.boxes, replayed.live_bytes, |_| true));
+        if let Ok(mut state) = self.shared.state.lock() {
+            state.boxes = replayed.boxes;
+            state.next_id = replayed.next_id;
+            state.durable_next = replayed.next_id;
+            state.live_bytes = replayed.live_bytes;
+        }
+        if let Some(snapshot) = snapshot {
+            if let Err(e) = self.repair(&snapshot) {
+                let why = format!("cannot rewrite {}: {e}", log_path.display());
+                log::error!("mail store: {why}; refusing mail");
+                self.finish_loading(Some(why));
+                return false;
+            }
+        }
+        log::info!(
+            "mail store: {messages} messages loaded from {} ({} bytes) in {} ms",
+            log_path.display(),
+            self.len,
+            started.elapsed().as_millis()
+        );
+        self.finish_loading(None);
+        true
+    }
+
+    /// Marks the log replayed (`broken`: why it could not be) and wakes everyone waiting.
+    fn finish_loading(&self, broken: Option<String>) {
+        let waiters = match self.shared.state.lock() {
+            Ok(mut state) => {
+                state.loading = false;
+                if broken.is_some() {
+                    state.broken = broken;
+                }
+                mem::take(&mut state.load_waiters)
+            }
+            Err(_) => Vec::new(),
+        };
+        self.shared.loaded.store(true, Ordering::Release);
+        self.shared.loaded_cv.notify_all();
+        for waiter in waiters {
+            let _ = waiter.send(());
         }
     }
 
@@ -456,5 +531,10 @@ impl Drop for StopGuard {
         }
         state.waiters.clear();
         state.pending.clear();
+        // Stopped while loading (a panic): nobody may wait for the load forever.
+        state.loading = false;
+        state.load_waiters.clear();
+        self.0.loaded.store(true, Ordering::Release);
+        self.0.loaded_cv.notify_all();
     }
 }
