@@ -198,6 +198,7 @@ mod full_disk {
         Empty,
     }
 
+    /// One chat-port READ: a message, the could-not-update error, or `READ ERROR`.
     fn read(c: &mut Client) -> Read {
         c.send("READ");
         let line = c.recv();

@@ -74,8 +74,15 @@
 //! has no room for them, smaller amounts are tried, then none: a nearly full disk still takes
 //! every record that fits.
 //!
-//! The whole log is read into memory on open; mailboxes are bounded by `cap`, and compaction
-//! keeps the log within about three times the live data plus [`COMPACT_MIN_DEAD`].
+//! # Start-up
+//!
+//! [`MailStore::open`] only checks that the file is a mail log (a foreign file is refused
+//! there, before the server listens); the writer thread then reads the whole log into memory
+//! and replays it before taking any batch. Until it is done, [`MailStore::loaded`] is pending
+//! (the server makes LOGIN, READ and ACK wait for it; chat goes on) and the synchronous
+//! [`MailStore::count`] and [`MailStore::take`] block. Mailboxes are bounded by `cap`, and
+//! compaction keeps the log within about three times the live data plus
+//! [`COMPACT_MIN_DEAD`].
 
 mod compact;
 mod record;

@@ -22,6 +22,8 @@ fn take(store: &MailStore, user: &str) -> io::Result<Option<(u64, String)>> {
         .map(|held| (held.id, format!("{}: {}", held.mail.from, held.mail.text))))
 }
 
+/// A taken message is held (skipped by other readers, still counted) until removed, or
+/// released back to the front.
 #[test]
 fn take_holds_until_removed_or_released() -> io::Result<()> {
     let dir = TempDir::new("hold");
