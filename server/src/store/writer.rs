@@ -20,9 +20,9 @@ const GATHER_MIN: usize = 4;
 /// Longest the writer waits for the last batch's callers to come back (and at most half the
 /// last fsync's duration).
 pub const GATHER_MAX: Duration = Duration::from_millis(1);
-/// Longest the writer stays awake after a batch waiting for the next record (see
-/// [`Writer::linger`]).
-const LINGER_MAX: Duration = Duration::from_micros(200);
+/// Longest gap between an ack and the next record for which the writer stays awake to
+/// catch it (see [`Writer::linger`]).
+const LINGER_MAX: Duration = Duration::from_micros(100);
 /// Zeros written ahead of the log when it needs room (see [`Writer::append_batch`]).
 const PREALLOCATE: u64 = 1 << 20;
 /// Smallest preallocation tried when the disk has no room for a larger one; below it the
@@ -117,6 +117,10 @@ pub(super) struct Writer {
     last_batch: usize,
     /// How long the last fsync took: bounds how long gathering may wait.
     last_sync: Duration,
+    /// When the last batch was acked.
+    acked_at: Instant,
+    /// Recent time from an ack to the next record (moving average): bounds lingering.
+    gap: Duration,
 }
 
 impl Writer {
@@ -140,6 +144,8 @@ impl Writer {
             compact_not_before: 0,
             last_batch: 0,
             last_sync: Duration::ZERO,
+            acked_at: Instant::now(),
+            gap: Duration::ZERO,
         }
     }
 
@@ -166,6 +172,9 @@ impl Writer {
                 drop(state);
                 self.trim();
                 return;
+            }
+            if (1..GATHER_MIN).contains(&self.last_batch) {
+                self.gap = next_gap(self.gap, self.acked_at);
             }
             let Some(mut state) = self.gather(state) else {
                 return;
@@ -270,16 +279,18 @@ impl Writer {
         }
     }
 
-    /// Right after a batch, stays awake a little while (at most as long as the last fsync
-    /// took, and [`LINGER_MAX`]) watching for the next record: a lone composer's next COMPOSE
-    /// usually arrives within one round trip, and finding it awake spares the caller a futex
-    /// wake and the writer a trip through the scheduler on every message. Only after small
-    /// batches: under load [`Writer::gather`] already waits, and records keep coming.
+    /// Right after a small batch, stays awake watching for the next record: a lone
+    /// composer's next COMPOSE usually arrives one round trip after its ack, and finding the
+    /// writer awake spares the caller a futex wake and the writer a trip through the
+    /// scheduler on every message. It watches for twice the recent gap between an ack and
+    /// the next record, and not at all when that gap exceeds [`LINGER_MAX`] (a slow client or
+    /// a busy machine: spinning would only burn a core). Under load [`Writer::gather`] waits
+    /// instead, and records keep coming.
     fn linger(&mut self) {
-        if self.last_batch == 0 || self.last_batch >= GATHER_MIN {
+        if self.last_batch == 0 || self.last_batch >= GATHER_MIN || self.gap > LINGER_MAX {
             return;
         }
-        let deadline = Instant::now() + self.last_sync.min(LINGER_MAX);
+        let deadline = self.acked_at + self.gap * 2;
         loop {
             for _ in 0..64 {
                 if self.shared.queued.load(Ordering::Acquire) {
@@ -441,6 +452,7 @@ impl Writer {
             Ok(mut state) => state.settle(&effects, durable_next),
             Err(_) => return,
         }
+        self.acked_at = Instant::now();
         for waiter in waiters {
             // The caller may have stopped waiting; the record is durable regardless.
             let _ = waiter.send(Ok(()));
@@ -512,6 +524,13 @@ impl Writer {
             }
         }
     }
+}
+
+/// The moving average of the gap between an ack and the next record, given the last ack's
+/// time: it bounds [`Writer::linger`].
+fn next_gap(gap: Duration, acked_at: Instant) -> Duration {
+    let latest = acked_at.elapsed().min(LINGER_MAX * 4);
+    (gap * 3 + latest) / 4
 }
 
 /// Runs when the writer thread ends for any reason (even a panic): refuses new requests and
