@@ -316,14 +316,22 @@ impl Writer {
     /// Under load, waits briefly for the callers of the last batch to queue their next
     /// records, so they share the next fsync instead of splitting into two alternating
     /// batches that each wait for the other's fsync (PostgreSQL's `commit_delay`, applied
-    /// only when the last batch was big). `None` if the lock was poisoned.
+    /// only when the last batch was big). If a big batch is already queued when the last
+    /// one is acked, the two groups have split already: wait for both, so they merge again.
+    /// `None` if the lock was poisoned.
     fn gather<'a>(&self, mut state: MutexGuard<'a, State>) -> Option<MutexGuard<'a, State>> {
         if self.last_batch < GATHER_MIN {
             return Some(state);
         }
+        let queued = state.waiters.len();
+        let target = if queued >= GATHER_MIN {
+            queued + self.last_batch
+        } else {
+            self.last_batch
+        };
         let deadline = Instant::now() + GATHER_MAX.min(self.last_sync / 2);
-        state.wake_at = self.last_batch;
-        while state.waiters.len() < self.last_batch && !state.closing {
+        state.wake_at = target;
+        while state.waiters.len() < target && !state.closing {
             let now = Instant::now();
             if now >= deadline {
                 break;
