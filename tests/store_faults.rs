@@ -218,7 +218,8 @@ mod full_disk {
     /// With 200 KB free a COMPOSE is accepted (no 1 MiB preallocation in the way); filled
     /// up, COMPOSE answers MESSAGE FAILED and the server still serves; READ never answers
     /// READ ERROR while messages are stored, says so when its removal cannot be written, and
-    /// the strict door drops the connection; freed, both work again without a restart.
+    /// the strict door drops the connection; after a restart on the full disk READ still hands
+    /// out stored messages; freed, everything works again without a restart.
     #[test]
     fn full_disk_refuses_then_recovers_without_restart() {
         let Some(disk) = Tmpfs::mount("3m") else {
@@ -230,7 +231,7 @@ mod full_disk {
         fs::create_dir_all(&data).expect("create the data dir");
         // Leave about 200 KB.
         fill(&big, 3 * 1024 * 1024 - 200 * 1024);
-        let s = Server::start_in(&data, &["--mailbox-port", "0", "--mailbox-cap", "100000"]);
+        let mut s = Server::start_in(&data, &["--mailbox-port", "0", "--mailbox-cap", "100000"]);
         // The composer uses the strict door: no chat notices among its replies.
         let mut w = s.mailbox();
         w.send("LOGIN wes");
@@ -277,7 +278,26 @@ mod full_disk {
         door.send("READ");
         door.expect_closed_silently();
 
+        // A restart on the full disk: READ writes nothing, so it still hands out what is
+        // stored (today's main answered READ ERROR here).
+        drop(r);
+        s.kill9();
+        fill(&disk.dir.join("filler-more"), usize::MAX);
+        let s = Server::start_in(&data, &["--mailbox-port", "0", "--mailbox-cap", "100000"]);
+        let mut r = s.framed();
+        r.send("LOGIN rex");
+        assert_ne!(r.recv(), "0", "the stored messages are not counted");
+        assert_eq!(
+            read(&mut r),
+            Read::Mail,
+            "READ after a restart on a full disk"
+        );
+        let mut w = s.mailbox();
+        w.send("LOGIN wes");
+        w.expect("0");
+
         // Free the space: everything works again, without a restart.
+        fs::remove_file(disk.dir.join("filler-more")).expect("remove a filler");
         fs::remove_file(&rest).expect("remove a filler");
         fs::remove_file(&big).expect("remove a filler");
         assert_eq!(read(&mut r), Read::Mail, "READ after the disk was freed");
