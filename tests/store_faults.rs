@@ -87,9 +87,10 @@ fn ack_answers_by_what_was_held(f: Framing) {
     door.expect("2");
     door.send("READ");
     door.expect_lines(&["ann", "three"]);
+    let peer = c.stream().local_addr().expect("the client's address");
     drop(c);
     assert!(
-        s.wait_log("disconnected", TIMEOUT),
+        s.wait_log(&format!("peer={peer} disconnected"), TIMEOUT),
         "the server did not notice the chat connection closing"
     );
     door.send("READ");
