@@ -14,10 +14,17 @@
 #   fanout1000  fanout -n 1000 -s 5 -m 200      999,000 deliveries
 #   dm100       dm -n 100 -m 1000               100,000 deliveries (50 pairs)
 #   idle5000    idle -n 5000                    server memory per idle connection
+#   disk1       the disk's own limit (chat-bench disk: one thread, fdatasync of a small
+#               append to a preallocated file in the server's data dir, before and after),
+#               one composer's acknowledged COMPOSEs/s as a fraction of it, then `read`
+#               with one reader
 #   compose1 compose10 compose100
 #               compose --no-read with 1, 10, 100 concurrent composers (one outstanding
 #               COMPOSE each, to one target user), then `read` of everything they left,
-#               on the same server. Syncs per message are counted with
+#               on the same server, by one reader
+#   readers100  compose --no-read with 100 composers to 100 target users, then `read` by
+#               100 readers at once (one per target)
+#               Syncs per message are counted with
 #               `perf stat -e syscalls:sys_enter_{fsync,fdatasync}` on the server (or
 #               strace -c, or not at all: SYNC_TOOL=perf|strace|none), and any server
 #               log line mentioning "syncs" is shown.
@@ -37,7 +44,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-SCENARIOS=${SCENARIOS:-"fanout100 fanout1000 dm100 idle5000 compose1 compose10 compose100"}
+SCENARIOS=${SCENARIOS:-"fanout100 fanout1000 dm100 idle5000 disk1 compose1 compose10 compose100 readers100"}
 OUT=${OUT:-$(mktemp -d /tmp/chat-bench.XXXXXX)}
 SERVER_ARGS=${SERVER_ARGS:-}
 BENCH_ARGS=${BENCH_ARGS:-}
@@ -161,16 +168,18 @@ traffic() {
     stop_server
 }
 
+# compose NAME KIND C M T: KIND (compose, or disk to measure the disk's limit too) with C
+# composers of M messages each to T targets; then NAME-read: T readers read it all back.
 compose() {
-    local name=$1 c=$2 m=$3
+    local name=$1 kind=$2 c=$3 m=$4 t=$5
     start_server "$name" --mailbox-cap 10000000 || return 0
     sync_start "$OUT/$name.syncs"
-    bench "$name" compose --no-read -c "$c" -m "$m" -t 1
+    bench "$name" "$kind" --no-read -c "$c" -m "$m" -t "$t" --data-dir "$OUT/$name.data"
     sync_stop "$OUT/$name.syncs"
     local syncs=$SYNCS
-    sync_start "$OUT/read$c.syncs"
-    bench "read$c" read -c "$c" -m "$m" -t 1
-    sync_stop "$OUT/read$c.syncs"
+    sync_start "$OUT/$name-read.syncs"
+    bench "$name-read" read -c "$c" -m "$m" -t "$t"
+    sync_stop "$OUT/$name-read.syncs"
     local rsyncs=$SYNCS
     stop_server
     printf '{"compose": "%s", "read": "%s", "tool": "%s"}\n' "$syncs" "$rsyncs" "$SYNC_TOOL" > "$OUT/$name.syncs.json"
@@ -184,9 +193,11 @@ for scen in $SCENARIOS; do
         fanout1000) traffic "$scen" fanout -n 1000 -s 5 -m 200 ;;
         dm100) traffic "$scen" dm -n 100 -m 1000 ;;
         idle5000) traffic "$scen" idle -n 5000 ;;
-        compose1) compose "$scen" 1 1000 ;;
-        compose10) compose "$scen" 10 500 ;;
-        compose100) compose "$scen" 100 200 ;;
+        disk1) compose "$scen" disk 1 3000 1 ;;
+        compose1) compose "$scen" compose 1 1000 1 ;;
+        compose10) compose "$scen" compose 10 500 1 ;;
+        compose100) compose "$scen" compose 100 200 1 ;;
+        readers100) compose "$scen" compose 100 200 100 ;;
         *) log "unknown scenario $scen (skipped)" ;;
     esac
     sleep 0.5
@@ -229,10 +240,10 @@ def server(d, fmt):
 
 rows = []
 for s in scens:
-    if s.startswith("compose"):
+    if s.startswith(("compose", "disk", "readers")):
         syncs = load(s, ".syncs.json") or {}
         for phase, name, unit, key in (("compose", s, "acked msg/s", "acked_per_s"),
-                                       ("read", "read" + s[len("compose"):], "reads/s", "reads_per_s")):
+                                       ("read", s + "-read", "reads/s", "reads_per_s")):
             d = g(load(name), phase)
             if d is None:
                 rows.append((name, "missing") + ("",) * 6)
@@ -268,6 +279,13 @@ print("| run | outcome | throughput | latency p50 / p99 / max ms | server CPU µ
 print("|---|---|---|---|---|---|---|---|")
 for r in rows:
     print("| " + " | ".join(str(x) for x in r) + " |")
+for s in scens:
+    disk = g(load(s), "disk")
+    if disk:
+        print(f"{s}: disk limit {num(disk.get('fdatasync_per_s'))} fdatasync/s (before "
+              f"{num(disk.get('fdatasync_per_s_before'))}, after {num(disk.get('fdatasync_per_s_after'))}); "
+              f"one composer {num(disk.get('acked_per_s'))} acked COMPOSEs/s = "
+              f"{num(disk.get('fraction_of_limit'), '{:.3f}')} of the limit")
 for s in scens:
     p = os.path.join(out, s + ".server-syncs.txt")
     if os.path.exists(p) and os.path.getsize(p):

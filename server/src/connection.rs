@@ -190,6 +190,11 @@ fn chat<'a>(
             let Some(payload) = next_payload(reader, hub, conn, &mut bucket).await else {
                 break;
             };
+            if session.must_settle(payload) {
+                // The last READ's message is acknowledged (durably) before this command, and
+                // mailbox commands wait for the log to be loaded.
+                Box::pin(session.settle()).await;
+            }
             let fanned = hub.fanned();
             let step = session.handle(payload);
             reader.count_fanout(hub.fanned().wrapping_sub(fanned));
@@ -223,6 +228,10 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
             warn!("{} mailbox: text is not printable; dropping", conn.label);
             break;
         };
+        if !services.store.is_loaded() {
+            // Every command on this door reads the mailboxes: wait until they are loaded.
+            Box::pin(services.store.loaded()).await;
+        }
         if let Some(to) = compose_to.take() {
             let from = user.as_ref().map_or("", |u| u.as_str());
             // Boxed, like every disk-bound wait: an idle connection's task stays small.
@@ -249,11 +258,19 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
             (Some(MailCommand::Read), Some(me)) => {
                 info!("{} mailbox: READ {me}", conn.label);
                 let _ = match Box::pin(services.read(me.as_str())).await {
-                    Some(mail) => conn.send(&Reply::StrictMail {
+                    Ok(Some(mail)) => conn.send(&Reply::StrictMail {
                         from: &mail.from,
                         text: &mail.text,
                     }),
-                    None => conn.send(&Reply::ReadError),
+                    Ok(None) => conn.send(&Reply::ReadError),
+                    Err(e) => {
+                        warn!(
+                            "{} mailbox: READ {me}: the removal could not be written, nothing \
+                             removed; dropping the connection: {e}",
+                            conn.label
+                        );
+                        break;
+                    }
                 };
             }
             (Some(MailCommand::Exit), Some(me)) => {

@@ -63,15 +63,10 @@ impl Services {
         }
     }
 
-    /// READ: takes the oldest message for `user`.
-    pub async fn read(&self, user: &str) -> Option<Mail> {
-        match self.store.read(user).await {
-            Ok(mail) => mail,
-            Err(e) => {
-                error!("mailbox read failed: {e}");
-                None
-            }
-        }
+    /// The strict door's READ: takes the oldest message for `user`, its removal durable before
+    /// this returns (seed 001's rule). `Err`: nothing was removed.
+    pub async fn read(&self, user: &str) -> io::Result<Option<Mail>> {
+        self.store.read(user).await
     }
 
     /// Runs a registry change on a blocking thread.

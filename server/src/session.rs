@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use log::{info, warn};
+use log::{error, info, warn};
 
 use protocol::text::payload_str;
 use protocol::{Command, Name, ParseErrorKind, Reply, Sender, Text, TextError};
@@ -39,8 +39,6 @@ pub enum Step {
 pub enum Deferred {
     /// Store this text in that mailbox.
     Compose(Name<'static>, String),
-    /// Take the oldest message.
-    Read,
     /// Register this machine.
     Register(Name<'static>),
     /// Deregister this connection's machine.
@@ -51,6 +49,18 @@ pub enum Deferred {
         Result<Text<'static>, TextError>,
         Result<Text<'static>, TextError>,
     ),
+}
+
+/// What [`Session::settle`] did before the current command: an `ACK` answers by it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Settled {
+    /// Nothing was held: nothing to acknowledge.
+    #[default]
+    Nothing,
+    /// The held message's removal is durable.
+    Removed,
+    /// The removal could not be written; the error is already answered, the message held.
+    Failed,
 }
 
 /// Why a refused COMPOSE or POST is refused, told after its follow-ups arrive.
@@ -91,6 +101,11 @@ pub struct Session {
     machine: Option<Name<'static>>,
     /// Follow-ups owed by the client.
     pending: Pending,
+    /// Id of the message the last READ handed out, held until the next command acknowledges
+    /// it (its removal is then made durable first) or the connection ends (it is released).
+    held: Option<u64>,
+    /// What acknowledging the held message did before the current command.
+    settled: Settled,
 }
 
 impl Session {
@@ -103,6 +118,47 @@ impl Session {
             name: None,
             machine: None,
             pending: Pending::Command,
+            held: None,
+            settled: Settled::Nothing,
+        }
+    }
+
+    /// Whether [`Session::settle`] must run before `payload` is handled: a READ's message
+    /// waits for acknowledgement, or the mailboxes are still loading and `payload` is a
+    /// command that reads them (LOGIN, READ, ACK; COMPOSE waits by itself). Chat never waits.
+    pub fn must_settle(&self, payload: &[u8]) -> bool {
+        self.held.is_some()
+            || (!self.services.store.is_loaded()
+                && matches!(
+                    payload.split(|&b| b == b' ').next(),
+                    Some(b"LOGIN" | b"READ" | b"ACK")
+                ))
+    }
+
+    /// Acknowledges the message the last READ handed out: any command after a READ does, and
+    /// the removal is durable (group-committed) before that command is handled. If it cannot
+    /// be written, says so and keeps holding the message (the next command tries again).
+    /// Also waits, first, until the mailboxes are loaded.
+    pub async fn settle(&mut self) {
+        self.services.store.loaded().await;
+        let Some(id) = self.held else {
+            return;
+        };
+        let user = self.name.as_ref().map_or("", |n| n.as_str());
+        match self.services.store.remove(user, id).await {
+            Ok(()) => {
+                self.held = None;
+                self.settled = Settled::Removed;
+            }
+            Err(e) => {
+                error!(
+                    "{} {user}: acknowledging message {id} failed: {e}",
+                    self.conn.label
+                );
+                self.settled = Settled::Failed;
+                let detail = format!("the mailbox could not be updated: {e}; nothing was removed");
+                self.reply(Reply::Failed(&detail));
+            }
         }
     }
 
@@ -113,6 +169,7 @@ impl Session {
 
     /// Handles one received message.
     pub fn handle(&mut self, payload: &[u8]) -> Step {
+        let settled = std::mem::take(&mut self.settled);
         let text = payload_str(payload);
         match std::mem::replace(&mut self.pending, Pending::Command) {
             Pending::Command => {}
@@ -171,7 +228,7 @@ impl Session {
             }
             return Step::Done(Flow::Continue);
         }
-        self.execute(command)
+        self.execute(command, settled)
     }
 
     /// Logs a command: its verb and target, never the text of a message.
@@ -187,7 +244,7 @@ impl Session {
         }
     }
 
-    fn execute(&mut self, command: Command<'_>) -> Step {
+    fn execute(&mut self, command: Command<'_>, settled: Settled) -> Step {
         match command {
             Command::Join(name) => return Step::Done(self.join(name.into_owned(), false)),
             Command::Login(name) => return Step::Done(self.login(name.into_owned())),
@@ -214,8 +271,14 @@ impl Session {
                 return Step::Done(Flow::Close);
             }
             Command::Compose(to) => self.pending = Pending::ComposeText(to.into_owned()),
-            Command::Read => return Step::Later(Deferred::Read),
-            Command::Ack => self.reply(Reply::NothingToAck),
+            // Still holding: acknowledging failed and said so; that is this READ's answer.
+            Command::Read if self.held.is_some() => {}
+            Command::Read => self.read(),
+            Command::Ack => match settled {
+                Settled::Removed => self.reply(Reply::Acked),
+                Settled::Nothing => self.reply(Reply::NothingToAck),
+                Settled::Failed => {}
+            },
             Command::Register(machine) => {
                 return Step::Later(Deferred::Register(machine.into_owned()))
             }
@@ -233,7 +296,6 @@ impl Session {
     pub async fn complete(&mut self, step: Deferred) {
         match step {
             Deferred::Compose(to, text) => self.compose(&to, &text).await,
-            Deferred::Read => self.read().await,
             Deferred::Register(machine) => self.register(machine).await,
             Deferred::Deregister => self.deregister().await,
             Deferred::Post(sender, subject, body) => self.post(sender, subject, body).await,
@@ -312,13 +374,23 @@ impl Session {
         }
     }
 
-    async fn read(&self) {
-        match self.services.read(self.name_str()).await {
-            Some(mail) => self.reply(Reply::Mail {
-                from: &mail.from,
-                text: &mail.text,
-            }),
-            None => self.reply(Reply::ReadError),
+    /// READ: hands out the oldest message nobody holds; this connection holds it until its
+    /// next command acknowledges it. Writes nothing, so it answers even on a full disk.
+    fn read(&mut self) {
+        match self.services.store.take(self.name_str()) {
+            Ok(Some(held)) => {
+                self.held = Some(held.id);
+                self.reply(Reply::Mail {
+                    from: &held.mail.from,
+                    text: &held.mail.text,
+                });
+            }
+            Ok(None) => self.reply(Reply::ReadError),
+            Err(e) => {
+                error!("{} READ failed: {e}", self.conn.label);
+                let detail = format!("the mailbox could not be read: {e}");
+                self.reply(Reply::Failed(&detail));
+            }
         }
     }
 
@@ -381,6 +453,10 @@ impl Session {
 
     /// Releases the name and the machine binding when the connection ends.
     pub async fn close(&mut self) {
+        if let (Some(id), Some(name)) = (self.held.take(), &self.name) {
+            // Never acknowledged: back to the front of the queue for the next reader.
+            self.services.store.release(name.as_str(), id);
+        }
         if let Some(name) = self.name.take() {
             self.hub.leave(&self.conn, &name);
         }

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use super::record::MAGIC;
 use super::replay::{reopen, sync_dir};
 use super::writer::Writer;
-use super::{State, Waiter, LOG_NAME, TMP_NAME};
+use super::{Effect, State, Waiter, LOG_NAME, TMP_NAME};
 
 /// Why a compaction failed: before the rename the old log is still in place and intact;
 /// after it, the new log is in place but its directory entry may not be durable.
@@ -32,20 +32,25 @@ impl Writer {
 
     /// Replaces the log by `snapshot` (which already contains the batch's effects), then acks
     /// the batch; if that fails before the rename, appends the batch to the old log instead.
-    pub(super) fn compact(&mut self, snapshot: &[u8], waiters: Vec<Waiter>) {
+    pub(super) fn compact(
+        &mut self,
+        snapshot: &[u8],
+        waiters: Vec<(Waiter, Effect)>,
+        durable_next: u64,
+    ) {
         match self.rewrite(snapshot) {
             Ok(()) => {
                 self.shared.compactions.fetch_add(1, Ordering::Relaxed);
                 log::info!("mail store: compacted the log to {} bytes", self.len);
-                self.ack(waiters);
+                self.ack(waiters, durable_next);
             }
             Err(Rewrite::Before(e)) => {
                 log::warn!("mail store: compaction failed, keeping the old log: {e}");
                 self.compact_not_before =
                     self.len + self.batch.len() as u64 + self.compact_min_dead;
-                self.commit(waiters);
+                self.commit(waiters, durable_next);
             }
-            Err(Rewrite::After(e)) => self.recover(waiters, &e),
+            Err(Rewrite::After(e)) => self.reload(waiters, &e),
         }
     }
 

@@ -20,8 +20,21 @@
 //!
 //! Replaying the log in order rebuilds the mailboxes. Removals name the message they remove,
 //! so a record lost to corruption loses only itself and never shifts which message a later
-//! READ removes. The in-memory state is changed and the record queued under one lock, so the
-//! log order is the memory order.
+//! READ removes. A COMPOSE is filed in memory when its record is queued (so the cap and the
+//! LOGIN count see it at once) but is handed to no reader before its record is durable; a
+//! removal takes effect in memory only once its record is durable. A record that cannot be
+//! made durable therefore changes nothing anyone has seen: its COMPOSE is taken back out, its
+//! removal never happened, and the log is cut back to its last synced length.
+//!
+//! # Reading: hold, then remove
+//!
+//! [`MailStore::take`] hands out the oldest message of a user that nobody holds and marks it
+//! held; it writes nothing (so a full disk never stops a READ from answering). The holder then
+//! either [`MailStore::remove`]s it (a READ record, group-committed like a COMPOSE) or
+//! [`MailStore::release`]s it back to the front of the queue. Held is a memory-only mark: after
+//! a crash every message not removed is unheld and delivered again (at least once, never lost).
+//! [`MailStore::read`] is take + remove for the strict door, whose seed-001 rule is that a
+//! message is gone once answered.
 //!
 //! # Durability: group commit
 //!
@@ -32,8 +45,11 @@
 //! fsync instead of paying one each. Under load (a big last batch) the writer waits up to
 //! [`GATHER_MAX`] (at most half an fsync) for those callers to come back, so they do not
 //! split into two half-size batches that each wait for the other's fsync. Nothing is acked
-//! before its fsync; if a write or fsync fails, every request in flight fails, the log is
-//! cut back to what was synced, and memory is rebuilt from it (the log is the truth).
+//! before its fsync. If a write or fsync fails (a full disk, an I/O error), the requests of
+//! that batch fail, their effects are undone in memory (a failed COMPOSE leaves its mailbox,
+//! a failed removal leaves its message held), the file is cut back to the last synced length,
+//! and the next batch simply tries again: nothing is reloaded, and the store works again as
+//! soon as the disk has room.
 //!
 //! A crash mid-write leaves a torn tail: on open, a record whose length runs past the end of
 //! file or whose CRC does not match, with no valid record after it, is cut off (with a
@@ -54,10 +70,19 @@
 //!
 //! The file may end in up to `PREALLOCATE` (1 MiB, in `writer.rs`) zero bytes written ahead
 //! of the log: an fsync that overwrites allocated blocks needs no metadata commit, which makes
-//! it markedly faster. Replay stops at them; open and a clean close cut them off.
+//! it markedly faster. Replay stops at them; open and a clean close cut them off. When the disk
+//! has no room for them, smaller amounts are tried, then none: a nearly full disk still takes
+//! every record that fits.
 //!
-//! The whole log is read into memory on open; mailboxes are bounded by `cap`, and compaction
-//! keeps the log within about three times the live data plus [`COMPACT_MIN_DEAD`].
+//! # Start-up
+//!
+//! [`MailStore::open`] only checks that the file is a mail log (a foreign file is refused
+//! there, before the server listens); the writer thread then reads the whole log into memory
+//! and replays it before taking any batch. Until it is done, [`MailStore::loaded`] is pending
+//! (the server makes LOGIN, READ and ACK wait for it; chat goes on) and the synchronous
+//! [`MailStore::count`] and [`MailStore::take`] block. Mailboxes are bounded by `cap`, and
+//! compaction keeps the log within about three times the live data plus
+//! [`COMPACT_MIN_DEAD`].
 
 mod compact;
 mod record;
@@ -65,20 +90,21 @@ mod replay;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_hold;
+#[cfg(test)]
 mod tests_recovery;
 mod writer;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use futures::channel::oneshot;
 
-use record::{encode_snapshot, put_compose, put_read, MAX_FIELD};
-use replay::{load_log, sync_dir};
+use record::{put_compose, put_read, MAGIC, MAX_FIELD};
 use writer::{Handle, Writer};
 pub use writer::{COMPACT_MIN_DEAD, GATHER_MAX};
 
@@ -94,7 +120,16 @@ pub struct MailStore {
     inner: Arc<Handle>,
 }
 
-/// One message taken out of a mailbox by [`MailStore::read`].
+/// One message handed out by [`MailStore::take`] and held until removed or released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The message's log id: what [`MailStore::remove`] and [`MailStore::release`] name.
+    pub id: u64,
+    /// Sender and text.
+    pub mail: Mail,
+}
+
+/// One message taken out of a mailbox by [`MailStore::read`] or [`MailStore::take`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mail {
     /// Who composed it, as the reader is told (seed 001 sends this line first).
@@ -118,6 +153,13 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the writer when records are queued or the store closes.
     wake: Condvar,
+    /// Set when a record is queued, cleared when the writer takes the batch: lets the writer
+    /// watch for work without taking the lock.
+    queued: AtomicBool,
+    /// Set once the log is replayed (or could not be): the lock-free fast path of `loaded`.
+    loaded: AtomicBool,
+    /// Wakes callers blocked in `loaded_state` once the log is replayed.
+    loaded_cv: Condvar,
     /// Most messages one mailbox may hold (`--mailbox-cap`).
     cap: usize,
     /// fsyncs the writer performed, for [`MailStore::stats`].
@@ -126,6 +168,9 @@ struct Shared {
     records: AtomicU64,
     /// Completed compactions, so tests can see one happened.
     compactions: AtomicU64,
+    /// Tests: how many of the next batches fail as if the disk were full.
+    #[cfg(test)]
+    fail_batches: AtomicU64,
 }
 
 /// Everything guarded by the one lock that keeps memory order and log order equal.
@@ -138,12 +183,18 @@ struct State {
     live_bytes: u64,
     /// Encoded records not yet taken by the writer, in lock order.
     pending: Vec<u8>,
-    /// One ack per record in `pending`, same order.
-    waiters: Vec<Waiter>,
+    /// One ack per record in `pending`, same order, with what the record does to memory.
+    waiters: Vec<(Waiter, Effect)>,
+    /// Messages with a smaller id are durable and may be handed to readers.
+    durable_next: u64,
     /// Wake the writer once `waiters` reaches this: 1 when it idles, the size of the batch
     /// it gathers, `usize::MAX` while it writes (it looks again before sleeping). Spares a
     /// futex syscall per request.
     wake_at: usize,
+    /// The writer thread is still replaying the log: nothing else is filled in yet.
+    loading: bool,
+    /// Callers of [`MailStore::loaded`] to wake once it is replayed.
+    load_waiters: Vec<oneshot::Sender<()>>,
     /// Set by `close`: new requests are refused, the writer drains and stops.
     closing: bool,
     /// Set when the writer cannot continue: why new requests are refused.
@@ -152,6 +203,25 @@ struct State {
 
 /// Sender half of the one-shot ack a caller awaits.
 type Waiter = oneshot::Sender<io::Result<()>>;
+
+/// What a queued record does to memory once durable, or must undo if it cannot be made so.
+#[derive(Debug)]
+enum Effect {
+    /// A COMPOSE filed message `id` in `to`'s mailbox at once; on failure it is taken out.
+    Compose {
+        /// Recipient.
+        to: String,
+        /// Message id.
+        id: u64,
+    },
+    /// A removal of message `id` from `user`'s mailbox: applied once durable.
+    Remove {
+        /// Mailbox owner.
+        user: String,
+        /// Message id.
+        id: u64,
+    },
+}
 
 /// Files a new message at the back of `to`'s mailbox: the live COMPOSE and the replay of its
 /// record do exactly the same.
@@ -168,6 +238,7 @@ fn file(
         from: from.to_owned(),
         text: text.to_owned(),
         size,
+        held: false,
     };
     match boxes.get_mut(to) {
         Some(queue) => queue.push_back(stored),
@@ -188,6 +259,8 @@ struct Stored {
     text: String,
     /// Size of its COMPOSE record, subtracted from `live_bytes` when it is read.
     size: u64,
+    /// Handed out by [`MailStore::take`] and neither removed nor released yet.
+    held: bool,
 }
 
 impl MailStore {
@@ -199,7 +272,10 @@ impl MailStore {
 
     /// [`MailStore::open`] with a chosen compaction threshold, so tests can trigger it cheaply.
     fn open_tuned(dir: &Path, cap: usize, compact_min_dead: u64) -> io::Result<MailStore> {
-        fs::create_dir_all(dir)?;
+        let context = |what: &str, path: &Path, e: io::Error| {
+            io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+        };
+        fs::create_dir_all(dir).map_err(|e| context("cannot create", dir, e))?;
         let tmp = dir.join(TMP_NAME);
         match fs::remove_file(&tmp) {
             Ok(()) => log::warn!(
@@ -207,53 +283,90 @@ impl MailStore {
                 tmp.display()
             ),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(context("cannot remove", &tmp, e)),
         }
         let log_path = dir.join(LOG_NAME);
-        let (file, len, replayed, created) = load_log(&log_path, None)?;
-        if created {
-            sync_dir(dir)?;
-        }
-        // Damage was skipped: rewrite now so it is not met (and warned about) on every start.
-        let snapshot = replayed
-            .damaged
-            .then(|| encode_snapshot(&replayed.boxes, replayed.live_bytes));
+        check_log(&log_path)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                boxes: replayed.boxes,
-                next_id: replayed.next_id,
-                live_bytes: replayed.live_bytes,
+                boxes: HashMap::new(),
+                next_id: 0,
+                live_bytes: 0,
                 pending: Vec::new(),
                 waiters: Vec::new(),
+                durable_next: 0,
                 wake_at: 1,
+                loading: true,
+                load_waiters: Vec::new(),
                 closing: false,
                 broken: None,
             }),
             wake: Condvar::new(),
+            queued: AtomicBool::new(false),
+            loaded: AtomicBool::new(false),
+            loaded_cv: Condvar::new(),
             cap,
             syncs: AtomicU64::new(0),
             records: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
+            #[cfg(test)]
+            fail_batches: AtomicU64::new(0),
         });
-        let mut writer = Writer::new(Arc::clone(&shared), dir, Some(file), len, compact_min_dead);
-        if let Some(snapshot) = snapshot {
-            writer.repair(&snapshot)?;
-        }
+        let writer = Writer::new(Arc::clone(&shared), dir, None, 0, compact_min_dead);
         Ok(MailStore {
             inner: Arc::new(Handle::start(shared, writer)?),
         })
     }
 
-    /// Number of stored (unread) messages for `user`: the reply to `LOGIN`.
-    pub fn count(&self, user: &str) -> usize {
-        // Reading a length cannot make a poisoned state worse, so take it anyway.
-        let state = self
-            .inner
-            .shared
+    /// Whether the log has been replayed: until then LOGIN, READ and ACK wait (see
+    /// [`MailStore::loaded`]); everything else the server does goes on.
+    pub fn is_loaded(&self) -> bool {
+        self.inner.shared.loaded.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the log has been replayed (or could not be: requests then fail with
+    /// why). The writer thread replays it after [`MailStore::open`] returns, so the server
+    /// serves chat at once however large the log is.
+    pub async fn loaded(&self) {
+        if self.is_loaded() {
+            return;
+        }
+        let rx = {
+            let Ok(mut state) = self.inner.shared.state.lock() else {
+                return;
+            };
+            if !state.loading {
+                return;
+            }
+            let (tx, rx) = oneshot::channel();
+            state.load_waiters.push(tx);
+            rx
+        };
+        // Canceled: the writer stopped; the request that follows reports why.
+        let _ = rx.await;
+    }
+
+    /// The state, once loaded: blocks while the log is replayed. The server awaits
+    /// [`MailStore::loaded`] first, so only tests ever wait here.
+    fn loaded_state(&self) -> MutexGuard<'_, State> {
+        let shared = &self.inner.shared;
+        // Reading cannot make a poisoned state worse, so take it anyway.
+        let mut state = shared
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        state.boxes.get(user).map_or(0, VecDeque::len)
+        while state.loading {
+            state = shared
+                .loaded_cv
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        state
+    }
+
+    /// Number of stored (unread) messages for `user`: the reply to `LOGIN`.
+    pub fn count(&self, user: &str) -> usize {
+        self.loaded_state().boxes.get(user).map_or(0, VecDeque::len)
     }
 
     /// Stores a message; resolves only once it is durable (fsynced). `Full` when `to` already
@@ -261,6 +374,7 @@ impl MailStore {
     /// afterwards does not withdraw it. `Err` (I/O failure, store closed, field over 64 KiB):
     /// not acknowledged, answer `MESSAGE FAILED`.
     pub async fn compose(&self, to: &str, from: &str, text: &str) -> io::Result<Composed> {
+        self.loaded().await;
         let ack = {
             let shared = &*self.inner.shared;
             let mut guard = lock(shared)?;
@@ -280,38 +394,99 @@ impl MailStore {
             let size = put_compose(&mut state.pending, id, to, from, text);
             state.live_bytes += size;
             file(&mut state.boxes, to, id, from, text, size);
-            state.enqueue(shared)
+            let to = to.to_owned();
+            state.enqueue(shared, Effect::Compose { to, id })
         };
         ack_of(ack).await.map(|()| Composed::Stored)
     }
 
-    /// Removes and returns the oldest message for `user`; resolves only once the removal is
-    /// durable, so an answered READ is never delivered again after a restart. `Ok(None)`: empty.
-    pub async fn read(&self, user: &str) -> io::Result<Option<Mail>> {
-        let (ack, mail) = {
+    /// Hands out the oldest durable message of `user` that nobody holds, and marks it held:
+    /// it stays stored (and counted) until [`MailStore::remove`] or [`MailStore::release`].
+    /// Writes nothing, so it answers even on a full disk. `Ok(None)`: nothing to hand out.
+    pub fn take(&self, user: &str) -> io::Result<Option<Held>> {
+        let mut guard = self.loaded_state();
+        let state = &mut *guard;
+        state.usable()?;
+        let durable_next = state.durable_next;
+        let Some(queue) = state.boxes.get_mut(user) else {
+            return Ok(None);
+        };
+        // Held messages are at the front (one per reader of this mailbox), and messages not
+        // yet durable at the back: the first unheld one is the answer if it is durable.
+        let Some(stored) = queue.iter_mut().find(|m| !m.held) else {
+            return Ok(None);
+        };
+        if stored.id >= durable_next {
+            return Ok(None);
+        }
+        stored.held = true;
+        Ok(Some(Held {
+            id: stored.id,
+            mail: Mail {
+                from: stored.from.clone(),
+                text: stored.text.clone(),
+            },
+        }))
+    }
+
+    /// Gives a held message back: it is again the oldest for the next reader. Does nothing if
+    /// it is not there (already removed).
+    pub fn release(&self, user: &str, id: u64) {
+        // Clearing a mark cannot make a poisoned state worse: do it anyway.
+        let mut state = self
+            .inner
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(stored) = state
+            .boxes
+            .get_mut(user)
+            .and_then(|queue| queue.iter_mut().find(|m| m.id == id))
+        {
+            stored.held = false;
+        }
+    }
+
+    /// Removes the held message `id` from `user`'s mailbox; resolves once the removal is
+    /// durable (group-committed). On `Err` nothing was removed and the message is still held.
+    /// A message that is no longer there counts as removed.
+    pub async fn remove(&self, user: &str, id: u64) -> io::Result<()> {
+        self.loaded().await;
+        let ack = {
             let shared = &*self.inner.shared;
             let mut guard = lock(shared)?;
             let state = &mut *guard;
             state.usable()?;
-            let Some(queue) = state.boxes.get_mut(user) else {
-                return Ok(None);
-            };
-            let Some(stored) = queue.pop_front() else {
-                return Ok(None);
-            };
-            if queue.is_empty() {
-                state.boxes.remove(user);
+            let present = state
+                .boxes
+                .get(user)
+                .is_some_and(|queue| queue.iter().any(|m| m.id == id));
+            if !present {
+                return Ok(());
             }
-            state.live_bytes = state.live_bytes.saturating_sub(stored.size);
-            put_read(&mut state.pending, stored.id, user);
-            let mail = Mail {
-                from: stored.from,
-                text: stored.text,
-            };
-            (state.enqueue(shared), mail)
+            put_read(&mut state.pending, id, user);
+            let user = user.to_owned();
+            state.enqueue(shared, Effect::Remove { user, id })
         };
-        ack_of(ack).await?;
-        Ok(Some(mail))
+        ack_of(ack).await
+    }
+
+    /// The strict door's READ (seed 001): takes the oldest message and resolves once its
+    /// removal is durable, so an answered READ is never delivered again. `Ok(None)`: empty. On
+    /// `Err` nothing was removed (the message is released).
+    pub async fn read(&self, user: &str) -> io::Result<Option<Mail>> {
+        self.loaded().await;
+        let Some(held) = self.take(user)? else {
+            return Ok(None);
+        };
+        match self.remove(user, held.id).await {
+            Ok(()) => Ok(Some(held.mail)),
+            Err(e) => {
+                self.release(user, held.id);
+                Err(e)
+            }
+        }
     }
 
     /// Waits for everything queued to be durable, then stops the writer (idempotent; later
@@ -332,6 +507,42 @@ impl MailStore {
 }
 
 impl State {
+    /// Applies the effects of a batch that is now durable: removals leave memory, and every
+    /// message composed before `durable_next` may be handed out.
+    fn settle(&mut self, effects: &[Effect], durable_next: u64) {
+        for effect in effects {
+            if let Effect::Remove { user, id } = effect {
+                self.take_out(user, *id);
+            }
+        }
+        self.durable_next = self.durable_next.max(durable_next);
+    }
+
+    /// Undoes the effects of a batch that could not be made durable: its COMPOSEs leave their
+    /// mailboxes; its removals never happened (those messages stay held by their readers).
+    fn undo(&mut self, effects: &[Effect]) {
+        for effect in effects {
+            if let Effect::Compose { to, id } = effect {
+                self.take_out(to, *id);
+            }
+        }
+    }
+
+    /// Takes message `id` out of `user`'s mailbox, if it is there.
+    fn take_out(&mut self, user: &str, id: u64) {
+        let Some(queue) = self.boxes.get_mut(user) else {
+            return;
+        };
+        if let Some(index) = queue.iter().position(|m| m.id == id) {
+            if let Some(stored) = queue.remove(index) {
+                self.live_bytes = self.live_bytes.saturating_sub(stored.size);
+            }
+        }
+        if queue.is_empty() {
+            self.boxes.remove(user);
+        }
+    }
+
     /// Refuses new work once closing or broken.
     fn usable(&self) -> io::Result<()> {
         if let Some(why) = &self.broken {
@@ -345,13 +556,42 @@ impl State {
 
     /// Registers an ack for the record just put in `pending` and wakes the writer if it
     /// waits for this many.
-    fn enqueue(&mut self, shared: &Shared) -> oneshot::Receiver<io::Result<()>> {
+    fn enqueue(&mut self, shared: &Shared, effect: Effect) -> oneshot::Receiver<io::Result<()>> {
         let (tx, rx) = oneshot::channel();
-        self.waiters.push(tx);
+        self.waiters.push((tx, effect));
+        shared.queued.store(true, Ordering::Release);
         if self.waiters.len() >= self.wake_at {
             shared.wake.notify_one();
         }
         rx
+    }
+}
+
+/// Refuses, at open, a file that is not a mail log (a wrong `--data-dir` must not be
+/// clobbered); the full replay runs on the writer thread.
+fn check_log(path: &Path) -> io::Result<()> {
+    let mut head = Vec::with_capacity(MAGIC.len());
+    match fs::File::open(path) {
+        Ok(file) => {
+            file.take(MAGIC.len() as u64)
+                .read_to_end(&mut head)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot open {}: {e}", path.display()),
+            ))
+        }
+    }
+    if head.starts_with(MAGIC) || MAGIC.starts_with(&head) {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a mail log (bad magic)", path.display()),
+        ))
     }
 }
 

@@ -26,7 +26,9 @@ pub(super) fn load_log(path: &Path, limit: Option<u64>) -> io::Result<(File, u64
             file.sync_all()?;
         }
     }
-    let mut bytes = Vec::new();
+    // Sized once: a large log is not copied over and over while it is read.
+    let size = file.metadata().map_or(0, |m| m.len());
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     file.read_to_end(&mut bytes)?;
     let mut created = false;
     if bytes.len() < MAGIC.len() && MAGIC.starts_with(&bytes) {

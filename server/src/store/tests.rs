@@ -60,6 +60,27 @@ pub(super) fn log_path(dir: &TempDir) -> PathBuf {
 fn crc32_check_value() {
     assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
     assert_eq!(crc32(b""), 0);
+    // Slicing by 8 agrees with the bit-by-bit definition at every length and alignment.
+    let bitwise = |data: &[u8]| {
+        let mut c = !0u32;
+        for &b in data {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    };
+    let data: Vec<u8> = (0..200u32).map(|i| (i * 37 + 11) as u8).collect();
+    for start in 0..8 {
+        for end in start..data.len() {
+            assert_eq!(crc32(&data[start..end]), bitwise(&data[start..end]));
+        }
+    }
 }
 
 #[test]

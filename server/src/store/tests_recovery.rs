@@ -13,7 +13,7 @@ use super::record::{put_compose, MAGIC};
 use super::replay::{replay, Replayed};
 use super::tests::{log_path, mail, TempDir};
 use super::writer::{Writer, COMPACT_MIN_DEAD};
-use super::{lock, MailStore, Stored, TMP_NAME};
+use super::{lock, Effect, MailStore, Stored, TMP_NAME};
 
 #[test]
 fn torn_tail_is_truncated() -> io::Result<()> {
@@ -148,10 +148,10 @@ fn compaction_keeps_exactly_the_live_messages() -> io::Result<()> {
     Ok(())
 }
 
-/// A failed write fails the requests in flight and rebuilds memory from the log, so a
-/// message whose COMPOSE failed is not delivered later.
+/// A failed write fails its batch and takes its COMPOSE back out of memory, so a message
+/// whose COMPOSE failed is never delivered; the store goes on without reloading the log.
 #[test]
-fn write_error_fails_requests_and_reloads() -> io::Result<()> {
+fn write_error_fails_the_batch_and_undoes_it() -> io::Result<()> {
     let dir = TempDir::new("writeerr");
     let store = MailStore::open(dir.path(), 10)?;
     block_on(store.compose("alice", "bob", "kept"))?;
@@ -173,10 +173,15 @@ fn write_error_fails_requests_and_reloads() -> io::Result<()> {
             from: "ghost".into(),
             text: "never durable".into(),
             size,
+            held: false,
         });
     assert_eq!(store.count("alice"), 2);
     let (tx, rx) = oneshot::channel();
-    writer.commit(vec![tx]);
+    let effect = Effect::Compose {
+        to: "alice".into(),
+        id: 1000,
+    };
+    writer.commit(vec![(tx, effect)], 1001);
     assert!(block_on(rx).map_err(io::Error::other)?.is_err());
     assert_eq!(store.count("alice"), 1);
     assert_eq!(block_on(store.read("alice"))?, Some(mail("bob", "kept")));

@@ -11,7 +11,7 @@ use protocol::frame::{put_message, put_str};
 use crate::conn::{handshake, Conn, Tokens};
 use crate::phase::{supervise, Phase};
 use crate::report::{emit, latency, phase_report, J};
-use crate::{inc, parse_payload, Args, Scenario};
+use crate::{disk, inc, parse_payload, secs, Args, Scenario};
 
 /// compose: a message the server answered `MESSAGE SENT` for.
 const ACKED: u8 = 1;
@@ -140,6 +140,10 @@ impl<'a> Mail<'a> {
             let t = p.now_ns();
             let from = match conn.request(&read, p.left()).await {
                 Ok(from) if from == "READ ERROR" => break,
+                Ok(error) if error.starts_with("Server Error") => {
+                    p.errors.note("read refused", error);
+                    break;
+                }
                 Ok(from) => from,
                 Err(e) => {
                     p.errors.note("read", e);
@@ -162,9 +166,12 @@ impl<'a> Mail<'a> {
         inc(&p.done);
     }
 
-    /// One message read back: whose, which, seen before, in its sender's order?
+    /// One message read back: whose, which, seen before, in its sender's order? The chat
+    /// port marks the lines `FROM <sender>` and `TEXT <text>`.
     fn check(&self, from: &str, text: &str, last: &mut [Option<u64>]) {
         let (m, c) = (self.a.messages, &self.counts);
+        let from = from.strip_prefix("FROM ").unwrap_or(from);
+        let text = text.strip_prefix("TEXT ").unwrap_or(text);
         let who = from
             .strip_prefix(self.a.prefix.as_str())
             .and_then(|f| f.strip_prefix('c'));
@@ -198,7 +205,24 @@ pub async fn mail(a: &Args) -> bool {
     );
     let c = &mail.counts;
     let (mut kv, mut outcomes, mut clean) = (Vec::new(), Vec::new(), true);
-    if a.scenario == Scenario::Compose {
+    // The disk's limit, measured right before the composers run and again right after (the
+    // mean is the limit: a shared machine's disk varies from minute to minute).
+    let measure = || match a.data_dir.as_deref() {
+        None => Err("--data-dir (the server's data directory) is required".to_string()),
+        Some(dir) => disk::fdatasync_rate(dir, secs(a.disk_seconds)).map_err(|e| e.to_string()),
+    };
+    let before = if a.scenario == Scenario::Disk {
+        match measure() {
+            Ok(rate) => Some(rate),
+            Err(e) => {
+                eprintln!("disk: cannot measure the disk's limit: {e}");
+                return false;
+            }
+        }
+    } else {
+        None
+    };
+    if matches!(a.scenario, Scenario::Compose | Scenario::Disk) {
         let p = Phase::new(epoch);
         let clients = join_all((0..a.composers).map(|i| mail.compose(&p, &tokens, i)));
         let finished = || p.done.get() >= p.ready.get();
@@ -206,6 +230,7 @@ pub async fn mail(a: &Args) -> bool {
         let watch = supervise(&p, a, a.composers, Duration::ZERO, finished, progress);
         let (_, m) = futures::join!(clients, watch);
         let acked = c.acked.get();
+        let composed_per_s = acked as f64 / m.wall_s.max(1e-9);
         let unanswered = (a.composers as u64 * a.messages).saturating_sub(acked + c.refused.get());
         let mut phase = vec![
             ("composers", p.clients()),
@@ -219,6 +244,26 @@ pub async fn mail(a: &Args) -> bool {
         phase.push(("errors", p.errors.json()));
         kv.push(("compose", J::Obj(phase)));
         outcomes.push(format!("compose {}", m.outcome));
+        if let Some(before) = before {
+            let after = measure().unwrap_or(before);
+            let limit = (before + after) / 2.0;
+            kv.insert(
+                0,
+                (
+                    "disk",
+                    J::Obj(vec![
+                        ("fdatasync_per_s", J::Num(limit)),
+                        ("fdatasync_per_s_before", J::Num(before)),
+                        ("fdatasync_per_s_after", J::Num(after)),
+                        ("acked_per_s", J::Num(composed_per_s)),
+                        (
+                            "fraction_of_limit",
+                            J::Num(composed_per_s / limit.max(1e-9)),
+                        ),
+                    ]),
+                ),
+            );
+        }
         clean &= m.outcome == "complete" && unanswered + c.refused.get() == 0;
     }
     if a.scenario == Scenario::Read || !a.no_read {

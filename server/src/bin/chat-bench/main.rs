@@ -8,6 +8,9 @@
 //!   received as `<sender> SENT <payload>`.
 //! * `idle -n C`: C connections JOIN and stay; with `--server-pid`, the server's memory per
 //!   connection.
+//! * `disk --data-dir DIR -c 1 -m M`: the disk's own limit (one thread appending a small
+//!   record to a preallocated file in DIR, the server's data dir, and `fdatasync`ing each),
+//!   then `compose` against the server, whose rate is printed as a fraction of that limit.
 //! * `compose -c C -m M -t T`: C connections LOGIN as distinct users and COMPOSE M messages
 //!   each to T target users, one outstanding per connection (wait for `MESSAGE SENT`); then
 //!   the targets LOGIN and READ everything back, checking that every acknowledged message
@@ -30,11 +33,13 @@
 //! Layout: `main.rs` parses the options, holds the payload format and picks the scenario;
 //! `conn.rs` is one client connection (socket, framing, timeouts) and its handshake;
 //! `phase.rs` the start gate, clock and supervisor of a measured phase; `traffic.rs` the
-//! fanout, dm and idle scenarios; `mail.rs` compose and read; `report.rs` the /proc
-//! readings, latency percentiles, error tally and the human and `--json` output.
+//! fanout, dm and idle scenarios; `mail.rs` compose and read; `disk.rs` the disk's limit;
+//! `amplify.rs` the memory-amplification attack; `report.rs` the /proc readings, latency
+//! percentiles, error tally and the human and `--json` output.
 
 mod amplify;
 mod conn;
+mod disk;
 mod mail;
 mod phase;
 mod report;
@@ -65,6 +70,8 @@ enum Scenario {
     /// N clients JOIN with a small receive window and never read while S broadcast M
     /// messages of --size bytes; the server's peak memory and fresh clients' JOIN→HELLO.
     Amplify,
+    /// The disk's fdatasync limit in `--data-dir`, then `compose`, as a fraction of it.
+    Disk,
 }
 
 /// The command line.
@@ -141,6 +148,12 @@ struct Args {
     /// amplify: milliseconds between fresh clients that JOIN to time JOIN→HELLO.
     #[arg(long, default_value_t = 20)]
     probe_ms: u64,
+    /// disk: the server's data directory (the disk's limit is measured on its file system).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// disk: how long to measure the disk's limit, seconds.
+    #[arg(long, default_value_t = 3.0)]
+    disk_seconds: f64,
     /// Free text copied into the report.
     #[arg(long, default_value = "")]
     label: String,
@@ -201,7 +214,7 @@ fn main() -> ExitCode {
     let a = Args::parse();
     let clean = task::block_on(async {
         match a.scenario {
-            Scenario::Compose | Scenario::Read => mail::mail(&a).await,
+            Scenario::Compose | Scenario::Read | Scenario::Disk => mail::mail(&a).await,
             Scenario::Amplify => amplify::amplify(&a).await,
             _ => traffic::traffic(&a).await,
         }
