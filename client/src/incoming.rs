@@ -98,12 +98,20 @@ impl Assembler {
             Line::Quit(reason) => Incoming::Quit(reason.to_owned()),
             Line::Error(reason) => Incoming::Error(reason.to_owned()),
             Line::MailArrived(from) => Incoming::MailArrived(from.to_owned()),
-            Line::Joined(_) | Line::Left(_) | Line::OtherEvent(_) => {
+            Line::Joined(_)
+            | Line::Left(_)
+            | Line::RoomEntered { .. }
+            | Line::RoomLeft { .. }
+            | Line::Kicked { .. }
+            | Line::OtherEvent(_) => {
                 Incoming::Notice(msg.strip_prefix("* ").unwrap_or(msg).to_owned())
             }
             Line::Hello(name) => Incoming::Hello(name.to_owned()),
             Line::MailCount(n) => Incoming::MailCount(n),
-            Line::Sent { .. } | Line::Bcst { .. } => Incoming::Message(msg.to_owned()),
+            Line::Sent { .. } | Line::Bcst { .. } | Line::Say { .. } | Line::TopicSet { .. } => {
+                Incoming::Message(msg.to_owned())
+            }
+            Line::HistoryLine { .. } => Incoming::Message(msg.to_owned()),
             Line::Users(_)
             | Line::UserName(_)
             | Line::MessageSent
@@ -114,6 +122,12 @@ impl Assembler {
             | Line::Deregistered(_)
             | Line::Posted(_)
             | Line::Refused(_)
+            | Line::Entered(_)
+            | Line::Parted(_)
+            | Line::Topic { .. }
+            | Line::History { .. }
+            | Line::Rooms(_)
+            | Line::RoomLine(_)
             | Line::Other(_) => Incoming::Reply {
                 text: msg.to_owned(),
                 refused: line.class() == Class::Refusal,

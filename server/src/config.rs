@@ -37,6 +37,12 @@ pub struct Config {
     /// A connection that streams is read at most once per this period (zero: as soon as
     /// bytes arrive); see [`crate::pacer`].
     pub read_coalesce: Duration,
+    /// Messages each room keeps for those who enter later (0: no history).
+    pub history: usize,
+    /// Most bytes all rooms' history may hold together.
+    pub history_budget: usize,
+    /// Most rooms one connection may be in (the lobby included).
+    pub rooms_per_user: usize,
 }
 
 impl Default for Config {
@@ -56,6 +62,9 @@ impl Default for Config {
             max_message: protocol::DEFAULT_MAX_MESSAGE,
             notice_limit: 1000,
             read_coalesce: Duration::from_millis(5),
+            history: 50,
+            history_budget: 32 << 20,
+            rooms_per_user: 20,
         }
     }
 }

@@ -113,6 +113,7 @@ pub fn serve(
             outbox,
             quiet: door == Door::Mailbox,
             liveness: Liveness::new(hub.now_ms()),
+            irc: None,
         });
         hub.attach(&conn);
 

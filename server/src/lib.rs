@@ -6,6 +6,9 @@
 //!   dialects' loops (chat port, strict mailbox door); [`reader`] splits its messages.
 //! * [`session`]: the chat-port dialect: what each command does for one connection.
 //! * [`hub`]: shared names and connections, and fan-out.
+//! * [`rooms`]: rooms (members, topic, operators, modes) and their [`history`]; [`event`]:
+//!   what happens in them, written for each door.
+//! * [`door`]: the IRC door (`--irc-port`), a dialect over the same core.
 //! * [`outbox`]: each connection's byte-bounded send queue and its writer.
 //! * [`services`]: mailboxes and machines, shared by both doors.
 //! * [`store`]: the durable mailbox log (group commit); [`registry`]: `registry.txt`.
@@ -16,13 +19,18 @@
 
 pub mod config;
 pub mod connection;
+pub mod door;
+pub mod event;
 pub mod flood;
+pub mod history;
 pub mod hub;
 pub mod outbox;
 pub mod pacer;
+pub mod places;
 pub mod reader;
 pub mod reason;
 pub mod registry;
+pub mod rooms;
 pub mod rt;
 pub mod server;
 pub mod services;

@@ -13,6 +13,7 @@ use protocol::text::payload_str;
 use protocol::{Command, Name, ParseErrorKind, Reply, Sender, Text, TextError};
 
 use crate::hub::{Conn, Hub, Joined};
+use crate::places::Places;
 use crate::services::Services;
 
 /// What the connection does after a message.
@@ -106,6 +107,8 @@ pub struct Session {
     held: Option<u64>,
     /// What acknowledging the held message did before the current command.
     settled: Settled,
+    /// The rooms it is in.
+    places: Places,
 }
 
 impl Session {
@@ -120,6 +123,7 @@ impl Session {
             pending: Pending::Command,
             held: None,
             settled: Settled::Nothing,
+            places: Places::default(),
         }
     }
 
@@ -253,18 +257,23 @@ impl Session {
                 self.reply(Reply::Users(&names));
             }
             Command::Msg { to, text } => {
-                let from = self.name.as_ref().map_or("", |n| n.as_str());
-                if !self
-                    .hub
-                    .send_to(to.as_str(), &Reply::Sent { from, text: &text })
-                {
+                if !self.places.direct(&self.hub, to.as_str(), &text) {
                     self.reply(Reply::UnknownRecipient);
                 }
             }
             Command::Bcst(text) => {
-                let from = self.name.as_ref().map_or("", |n| n.as_str());
-                self.hub
-                    .broadcast(self.conn.id, &Reply::Bcst { from, text: &text });
+                let lobby = self.hub.rooms.lobby().clone();
+                self.places.say(&self.hub, &self.conn, &lobby, &text);
+            }
+            Command::Enter { room, key } => self.places.enter(&self.hub, &self.conn, &room, key),
+            Command::Part(room) => self.places.part(&self.hub, &self.conn, &room),
+            Command::Say { room, text } => match self.hub.rooms.get(room.as_str()) {
+                Some(room) => self.places.say(&self.hub, &self.conn, &room, &text),
+                None => self.reply(Reply::NoSuchRoom(room.as_str())),
+            },
+            Command::Rooms => Places::list(&self.hub, &self.conn),
+            Command::Topic { room, text } => {
+                Places::topic(&self.hub, &self.conn, &room, text.as_ref())
             }
             Command::Quit => {
                 self.reply(Reply::Bye);
@@ -317,9 +326,13 @@ impl Session {
         }
         match self.hub.join(&self.conn, &name) {
             Joined::Yes => {
-                if !quiet {
-                    self.reply(Reply::Hello(&name));
-                }
+                self.places.set_name(&name);
+                let conn = self.conn.clone();
+                self.places.enter_lobby(&self.hub, &conn, !quiet, |_| {
+                    if !quiet {
+                        let _ = conn.send(&Reply::Hello(&name));
+                    }
+                });
                 self.name = Some(name);
                 Flow::Continue
             }
@@ -458,7 +471,9 @@ impl Session {
             self.services.store.release(name.as_str(), id);
         }
         if let Some(name) = self.name.take() {
-            self.hub.leave(&self.conn, &name);
+            if self.hub.leave(&self.conn, &name) {
+                self.places.quit(&self.hub, &self.conn);
+            }
         }
         if let Some(machine) = self.machine.take() {
             self.services.unbind(&self.conn, &machine).await;

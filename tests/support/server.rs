@@ -264,9 +264,10 @@ impl Server {
         a.join(&na);
         let mut b = self.framed();
         b.join(&nb);
-        a.expect(&format!("* {nb} joined"));
+        // Either may first be shown what was said in the lobby before.
+        a.expect_after_history(&format!("* {nb} joined"));
         a.send(&format!("MSG {nb} still here"));
-        b.expect(&format!("{na} SENT still here"));
+        b.expect_after_history(&format!("{na} SENT still here"));
         b.send(&format!("MSG {na} me too"));
         a.expect(&format!("{nb} SENT me too"));
         b.send("QUIT");

@@ -1,0 +1,1 @@
+pub const SERVER: &str = "chat-server";

@@ -1,0 +1,522 @@
+//! Rooms: who is in each, its topic, its operators and modes, and fan-out to its members.
+//!
+//! A room is made when someone enters a name nobody uses, and its maker is its operator; it
+//! goes away when its last member leaves (except the lobby, `#lobby`, which always exists
+//! and which every chat-port client is in). Room names ignore ASCII case.
+//!
+//! Like the hub, rooms have no task of their own: whoever speaks fans out, under the room's
+//! read lock, pushing bytes rendered once per wire into bounded outboxes. Locks are always
+//! taken in the order room map, then room; nothing that holds a room's lock takes another.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use protocol::{Folded, RoomName, Text};
+
+use crate::event::{Encoded, Event, Target, Who};
+use crate::history::{Budget, Entry, History};
+use crate::hub::Conn;
+use crate::sync;
+
+/// One member of a room.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Their name.
+    pub nick: Arc<str>,
+    /// `nick!user@host`, for IRC.
+    pub prefix: Arc<str>,
+    /// Their connection.
+    pub conn: Arc<Conn>,
+    /// A channel operator (`@`).
+    pub op: bool,
+    /// Voiced (`+`).
+    pub voice: bool,
+}
+
+/// A room's modes (IRC `+t +n +k +l`).
+#[derive(Debug, Clone)]
+pub struct Modes {
+    /// `+t`: only operators set the topic.
+    pub topic_ops: bool,
+    /// `+n`: only members speak in it.
+    pub no_external: bool,
+    /// `+k`: the key needed to enter.
+    pub key: Option<String>,
+    /// `+l`: most members.
+    pub limit: Option<usize>,
+}
+
+impl Default for Modes {
+    fn default() -> Self {
+        Modes {
+            topic_ops: true,
+            no_external: true,
+            key: None,
+            limit: None,
+        }
+    }
+}
+
+impl Modes {
+    /// The modes as IRC writes them (`+ntk key`), the key shown only to members.
+    pub fn render(&self, show_key: bool) -> Vec<String> {
+        let mut flags = String::from("+");
+        let mut args = Vec::new();
+        if self.no_external {
+            flags.push('n');
+        }
+        if self.topic_ops {
+            flags.push('t');
+        }
+        if let Some(key) = &self.key {
+            flags.push('k');
+            args.push(if show_key { key.clone() } else { "*".into() });
+        }
+        if let Some(limit) = self.limit {
+            flags.push('l');
+            args.push(limit.to_string());
+        }
+        let mut out = vec![flags];
+        out.extend(args);
+        out
+    }
+}
+
+/// A room's topic.
+#[derive(Debug, Clone)]
+pub struct Topic {
+    /// The text.
+    pub text: Text<'static>,
+    /// Who set it.
+    pub by: Arc<str>,
+    /// When (milliseconds since the Unix epoch).
+    pub at_ms: u64,
+}
+
+/// What a room holds besides its name.
+#[derive(Debug)]
+pub struct State {
+    /// Members by connection id.
+    pub members: HashMap<u64, Member>,
+    /// The topic, if set.
+    pub topic: Option<Topic>,
+    /// Modes.
+    pub modes: Modes,
+    /// When it was made (milliseconds since the Unix epoch).
+    pub created_ms: u64,
+}
+
+/// One room.
+#[derive(Debug)]
+pub struct Room {
+    /// Its name, as its maker wrote it.
+    pub name: RoomName<'static>,
+    /// Members, topic, modes.
+    state: RwLock<State>,
+    /// What was said (its own lock: speaking only reads `state`).
+    history: Mutex<History>,
+}
+
+impl Room {
+    /// Reads the room's state.
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        sync::read(&self.state)
+    }
+
+    /// Changes the room's state.
+    pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        sync::write(&self.state)
+    }
+
+    /// Whether connection `id` is in the room.
+    pub fn has(&self, id: u64) -> bool {
+        self.read().members.contains_key(&id)
+    }
+
+    /// What was said, oldest first (take it inside `welcome`, see [`Rooms::enter`]).
+    pub fn history(&self) -> Vec<Entry> {
+        sync::lock(&self.history).snapshot()
+    }
+
+    /// Tells every member but `except` (all if `None`); returns how many deliveries were
+    /// queued.
+    pub fn fanout(&self, except: Option<u64>, event: &Event<'_>) -> u64 {
+        fanout(&self.read(), except, event)
+    }
+}
+
+/// Pushes `event` to every member of `state` but `except`, rendered once per wire.
+fn fanout(state: &State, except: Option<u64>, event: &Event<'_>) -> u64 {
+    let mut encoded = Encoded::new(event);
+    let mut n = 0;
+    for (id, m) in &state.members {
+        if Some(*id) == except {
+            continue;
+        }
+        let bytes = encoded.bytes(m.conn.wire());
+        if !bytes.is_empty() {
+            let _ = m.conn.outbox.push(bytes);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Why a connection could not enter a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnterError {
+    /// Already a member.
+    Already,
+    /// `+k` and the wrong key.
+    Locked,
+    /// `+l` and full.
+    Full,
+}
+
+/// Why a message or change in a room was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomError {
+    /// No room by that name.
+    NoSuchRoom,
+    /// The connection is not in it.
+    NotIn,
+    /// Only its operators may do that.
+    NotOperator,
+    /// The person named is not in it.
+    TheyAreNotIn,
+}
+
+/// Every room.
+#[derive(Debug)]
+pub struct Rooms {
+    /// Rooms by folded name.
+    map: RwLock<HashMap<Folded, Arc<Room>>>,
+    /// The lobby, which always exists.
+    lobby: Arc<Room>,
+    /// History limits.
+    budget: Arc<Budget>,
+    /// Most rooms one connection may be in.
+    pub per_user: usize,
+}
+
+impl Rooms {
+    /// No rooms but the lobby; `history` messages kept per room within `history_bytes` in
+    /// all; at most `per_user` rooms per connection.
+    pub fn new(history: usize, history_bytes: usize, per_user: usize) -> Rooms {
+        let budget = Budget::new(history, history_bytes);
+        let lobby = Arc::new(Room {
+            name: RoomName::lobby(),
+            state: RwLock::new(State {
+                members: HashMap::new(),
+                topic: None,
+                modes: Modes {
+                    topic_ops: false,
+                    ..Modes::default()
+                },
+                created_ms: protocol::room::now_ms(),
+            }),
+            history: Mutex::new(History::new(budget.clone())),
+        });
+        let mut map = HashMap::new();
+        if let Some(key) = Folded::new(protocol::LOBBY) {
+            map.insert(key, lobby.clone());
+        }
+        Rooms {
+            map: RwLock::new(map),
+            lobby,
+            budget,
+            per_user,
+        }
+    }
+
+    /// The lobby.
+    pub fn lobby(&self) -> &Arc<Room> {
+        &self.lobby
+    }
+
+    /// Bytes all history holds now.
+    pub fn history_bytes(&self) -> usize {
+        self.budget.used()
+    }
+
+    /// The room called `name` (in any case), if it exists.
+    pub fn get(&self, name: &str) -> Option<Arc<Room>> {
+        let key = Folded::new(name)?;
+        sync::read(&self.map).get(&key).cloned()
+    }
+
+    /// Every room: name, members, topic; sorted by name.
+    pub fn list(&self) -> Vec<(RoomName<'static>, usize, String)> {
+        let rooms: Vec<Arc<Room>> = sync::read(&self.map).values().cloned().collect();
+        let mut out: Vec<_> = rooms
+            .iter()
+            .map(|r| {
+                let st = r.read();
+                let topic = st.topic.as_ref().map(|t| t.text.as_str().to_owned());
+                (r.name.clone(), st.members.len(), topic.unwrap_or_default())
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Puts `member` in the room `name` (making it, with them as operator, if nobody uses
+    /// the name), runs `welcome` while no one else can speak there yet (so the newcomer's
+    /// own replies and the history come before anything said after), and tells the others
+    /// when `announce`. Returns the room and how many deliveries the announcement queued.
+    pub fn enter(
+        &self,
+        name: &RoomName<'_>,
+        mut member: Member,
+        key: Option<&str>,
+        announce: bool,
+        welcome: impl FnOnce(&Room, &State),
+    ) -> Result<(Arc<Room>, u64), EnterError> {
+        let folded = Folded::new(name.as_str()).ok_or(EnterError::Full)?;
+        let id = member.conn.id;
+        let room = {
+            let map = sync::read(&self.map);
+            match map.get(&folded) {
+                Some(room) => {
+                    let mut st = room.write();
+                    check_entry(&st, id, key)?;
+                    st.members.insert(id, member.clone());
+                    welcome(room, &st);
+                    room.clone()
+                }
+                None => {
+                    drop(map);
+                    let mut map = sync::write(&self.map);
+                    let room = map
+                        .entry(folded)
+                        .or_insert_with(|| {
+                            member.op = true;
+                            Arc::new(Room {
+                                name: name.clone().into_owned(),
+                                state: RwLock::new(State {
+                                    members: HashMap::new(),
+                                    topic: None,
+                                    modes: Modes::default(),
+                                    created_ms: protocol::room::now_ms(),
+                                }),
+                                history: Mutex::new(History::new(self.budget.clone())),
+                            })
+                        })
+                        .clone();
+                    let mut st = room.write();
+                    check_entry(&st, id, key)?;
+                    st.members.insert(id, member.clone());
+                    welcome(&room, &st);
+                    drop(st);
+                    room
+                }
+            }
+        };
+        let mut fanned = 0;
+        if announce {
+            let who = Who {
+                nick: &member.nick,
+                prefix: &member.prefix,
+            };
+            fanned = room.fanout(
+                Some(id),
+                &Event::Join {
+                    who,
+                    room: room.name.as_str(),
+                },
+            );
+        }
+        Ok((room, fanned))
+    }
+
+    /// Takes connection `id` out of `room` and tells the others with `event` (built from
+    /// the member who left); `None` if it was not in it. Removes a room left empty.
+    pub fn leave(
+        &self,
+        room: &Arc<Room>,
+        id: u64,
+        announce: impl FnOnce(&Member) -> Option<u64>,
+    ) -> Option<u64> {
+        let member = room.write().members.remove(&id)?;
+        let fanned = announce(&member).unwrap_or(0);
+        self.drop_if_empty(room);
+        Some(fanned)
+    }
+
+    /// Removes `room` from the map if nobody is in it (never the lobby).
+    fn drop_if_empty(&self, room: &Arc<Room>) {
+        if Arc::ptr_eq(room, &self.lobby) || !room.read().members.is_empty() {
+            return;
+        }
+        let mut map = sync::write(&self.map);
+        if let Some(key) = Folded::new(room.name.as_str()) {
+            let empty = map
+                .get(&key)
+                .is_some_and(|r| Arc::ptr_eq(r, room) && r.read().members.is_empty());
+            if empty {
+                map.remove(&key);
+            }
+        }
+    }
+
+    /// A member leaves the server: out of each of `rooms`, each other member told once
+    /// (with the event `quit` makes for that room). Returns deliveries queued.
+    pub fn quit(
+        &self,
+        rooms: &[Arc<Room>],
+        id: u64,
+        who: Who<'_>,
+        reason: &str,
+        announce_lobby: bool,
+    ) -> u64 {
+        let mut told: HashSet<u64> = HashSet::new();
+        told.insert(id);
+        let mut fanned = 0;
+        for room in rooms {
+            let mut st = room.write();
+            if st.members.remove(&id).is_none() {
+                continue;
+            }
+            if Arc::ptr_eq(room, &self.lobby) && !announce_lobby {
+                drop(st);
+                continue;
+            }
+            let event = Event::Quit {
+                who,
+                room: room.name.as_str(),
+                reason,
+            };
+            let mut encoded = Encoded::new(&event);
+            for (mid, m) in st.members.iter_mut() {
+                if told.insert(*mid) {
+                    let bytes = encoded.bytes(m.conn.wire());
+                    if !bytes.is_empty() {
+                        let _ = m.conn.outbox.push(bytes);
+                        fanned += 1;
+                    }
+                }
+            }
+            drop(st);
+            self.drop_if_empty(room);
+        }
+        fanned
+    }
+
+    /// Says `text` in `room` from connection `id` (also to the speaker when `echo`), and
+    /// keeps it in the room's history. Returns deliveries queued.
+    #[allow(clippy::too_many_arguments)]
+    pub fn say(
+        &self,
+        room: &Room,
+        id: u64,
+        who: Who<'_>,
+        text: &Text<'_>,
+        notice: bool,
+        echo: bool,
+        time_ms: u64,
+    ) -> Result<u64, RoomError> {
+        let event = Event::Message {
+            from: who,
+            to: Target::Room(room.name.as_str()),
+            text,
+            notice,
+            time_ms,
+        };
+        let st = room.read();
+        if st.modes.no_external && !st.members.contains_key(&id) {
+            return Err(RoomError::NotIn);
+        }
+        let fanned = fanout(&st, (!echo).then_some(id), &event);
+        // Kept while the state is still read-locked: whoever enters next sees it in the
+        // history or live, never neither.
+        let mut history = sync::lock(&room.history);
+        if history.enabled() {
+            history.push(Entry {
+                time_ms,
+                nick: Arc::from(who.nick),
+                prefix: Arc::from(who.prefix),
+                text: text.clone().into_owned(),
+                notice,
+            });
+        }
+        Ok(fanned)
+    }
+
+    /// Sets the topic of `room` as connection `id`, telling every member. Returns deliveries.
+    pub fn set_topic(&self, room: &Room, id: u64, text: &Text<'_>) -> Result<u64, RoomError> {
+        let mut st = room.write();
+        let (nick, prefix) = match st.members.get(&id) {
+            None => return Err(RoomError::NotIn),
+            Some(m) if st.modes.topic_ops && !m.op => return Err(RoomError::NotOperator),
+            Some(m) => (m.nick.clone(), m.prefix.clone()),
+        };
+        st.topic = Some(Topic {
+            text: text.clone().into_owned(),
+            by: nick.clone(),
+            at_ms: protocol::room::now_ms(),
+        });
+        let event = Event::Topic {
+            who: Who {
+                nick: &nick,
+                prefix: &prefix,
+            },
+            room: room.name.as_str(),
+            text: text.as_str(),
+        };
+        Ok(fanout(&st, None, &event))
+    }
+
+    /// Puts the member called `nick` out of `room`, as operator `id`. Returns deliveries.
+    pub fn kick(
+        &self,
+        room: &Arc<Room>,
+        id: u64,
+        nick: &str,
+        reason: &str,
+    ) -> Result<u64, RoomError> {
+        let fanned = {
+            let mut st = room.write();
+            let by = match st.members.get(&id) {
+                None => return Err(RoomError::NotIn),
+                Some(m) if !m.op => return Err(RoomError::NotOperator),
+                Some(m) => m.clone(),
+            };
+            let target = st
+                .members
+                .iter()
+                .find(|(_, m)| m.nick.eq_ignore_ascii_case(nick))
+                .map(|(tid, m)| (*tid, m.nick.clone()))
+                .ok_or(RoomError::TheyAreNotIn)?;
+            let event = Event::Kick {
+                by: Who {
+                    nick: &by.nick,
+                    prefix: &by.prefix,
+                },
+                room: room.name.as_str(),
+                nick: &target.1,
+                reason,
+            };
+            let n = fanout(&st, None, &event);
+            st.members.remove(&target.0);
+            n
+        };
+        self.drop_if_empty(room);
+        Ok(fanned)
+    }
+}
+
+/// Whether connection `id` may enter a room in state `st` with `key`.
+fn check_entry(st: &State, id: u64, key: Option<&str>) -> Result<(), EnterError> {
+    if st.members.contains_key(&id) {
+        return Err(EnterError::Already);
+    }
+    if let Some(k) = &st.modes.key {
+        if key != Some(k.as_str()) {
+            return Err(EnterError::Locked);
+        }
+    }
+    if st.modes.limit.is_some_and(|l| st.members.len() >= l) {
+        return Err(EnterError::Full);
+    }
+    Ok(())
+}
