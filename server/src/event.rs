@@ -5,6 +5,7 @@
 //! Fan-out renders an event at most once per wire ([`Encoded`]) and shares the bytes.
 
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
 
 use protocol::irc::put_line;
 use protocol::{Framing, Reply, Stamp, Text};
@@ -29,9 +30,15 @@ impl Wire {
     }
 }
 
-/// IRCv3 capabilities one IRC connection has enabled (a set of bits, read by fan-out).
+/// What others may ask about one IRC connection: the IRCv3 capabilities it enabled (a set
+/// of bits, read by fan-out), and its away message.
 #[derive(Debug, Default)]
-pub struct IrcCaps(AtomicU8);
+pub struct IrcCaps {
+    /// Capability bits.
+    bits: AtomicU8,
+    /// The away message, while away.
+    away: Mutex<Option<Box<str>>>,
+}
 
 impl IrcCaps {
     /// `server-time`.
@@ -47,16 +54,31 @@ impl IrcCaps {
 
     /// Whether `cap` is on.
     pub fn has(&self, cap: u8) -> bool {
-        self.0.load(Ordering::Relaxed) & cap != 0
+        self.bits.load(Ordering::Relaxed) & cap != 0
+    }
+
+    /// The capability bits.
+    pub fn bits(&self) -> u8 {
+        self.bits.load(Ordering::Relaxed)
     }
 
     /// Turns `cap` on or off.
     pub fn set(&self, cap: u8, on: bool) {
         if on {
-            self.0.fetch_or(cap, Ordering::Relaxed);
+            self.bits.fetch_or(cap, Ordering::Relaxed);
         } else {
-            self.0.fetch_and(!cap, Ordering::Relaxed);
+            self.bits.fetch_and(!cap, Ordering::Relaxed);
         }
+    }
+
+    /// The away message, while away.
+    pub fn away(&self) -> Option<Box<str>> {
+        crate::sync::lock(&self.away).clone()
+    }
+
+    /// Sets or clears the away message.
+    pub fn set_away(&self, message: Option<&str>) {
+        *crate::sync::lock(&self.away) = message.map(Box::from);
     }
 }
 

@@ -128,7 +128,15 @@ fn main() -> ExitCode {
             }
             None => None,
         };
-        chat_server::run(chat, mailbox, config, shutdown).await
+        let irc = match args.irc_port {
+            Some(port) => {
+                let listener = TcpListener::bind((args.bind, port)).await?;
+                info!("IRC port listening on {}", listener.local_addr()?);
+                Some(listener)
+            }
+            None => None,
+        };
+        chat_server::server::run_doors(chat, mailbox, irc, config, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -146,7 +146,7 @@ impl Room {
 }
 
 /// Pushes `event` to every member of `state` but `except`, rendered once per wire.
-fn fanout(state: &State, except: Option<u64>, event: &Event<'_>) -> u64 {
+pub fn fanout(state: &State, except: Option<u64>, event: &Event<'_>) -> u64 {
     let mut encoded = Encoded::new(event);
     let mut n = 0;
     for (id, m) in &state.members {
@@ -243,6 +243,25 @@ impl Rooms {
     pub fn get(&self, name: &str) -> Option<Arc<Room>> {
         let key = Folded::new(name)?;
         sync::read(&self.map).get(&key).cloned()
+    }
+
+    /// The rooms connection `id` is in, of `rooms`.
+    pub fn names_of(rooms: &[Arc<Room>], id: u64) -> Vec<(String, bool, bool)> {
+        rooms
+            .iter()
+            .filter_map(|r| {
+                let st = r.read();
+                st.members
+                    .get(&id)
+                    .map(|m| (r.name.as_str().to_owned(), m.op, m.voice))
+            })
+            .collect()
+    }
+
+    /// Every room connection `id` is in (a scan of all rooms: for WHOIS).
+    pub fn rooms_of(&self, id: u64) -> Vec<Arc<Room>> {
+        let rooms: Vec<Arc<Room>> = sync::read(&self.map).values().cloned().collect();
+        rooms.into_iter().filter(|r| r.has(id)).collect()
     }
 
     /// Every room: name, members, topic; sorted by name.
@@ -450,7 +469,7 @@ impl Rooms {
             Some(m) if st.modes.topic_ops && !m.op => return Err(RoomError::NotOperator),
             Some(m) => (m.nick.clone(), m.prefix.clone()),
         };
-        st.topic = Some(Topic {
+        st.topic = (!text.as_str().is_empty()).then(|| Topic {
             text: text.clone().into_owned(),
             by: nick.clone(),
             at_ms: protocol::room::now_ms(),

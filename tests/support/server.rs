@@ -31,6 +31,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The strict mailbox door's address, when started with `--mailbox-port`.
     pub mailbox_addr: Option<SocketAddr>,
+    /// The IRC door's address, when started with `--irc-port`.
+    pub irc_addr: Option<SocketAddr>,
     /// The server's data directory.
     pub data_dir: PathBuf,
     /// The process.
@@ -111,6 +113,7 @@ impl Server {
         let mut server = Server {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             mailbox_addr: None,
+            irc_addr: None,
             data_dir,
             child,
             logs,
@@ -124,6 +127,13 @@ impl Server {
                 server
                     .announced("mailbox port listening on ")
                     .unwrap_or_else(|| server.failed_start("mailbox port listening on <addr>")),
+            );
+        }
+        if opts.args.iter().any(|a| a == "--irc-port") {
+            server.irc_addr = Some(
+                server
+                    .announced("IRC port listening on ")
+                    .unwrap_or_else(|| server.failed_start("IRC port listening on <addr>")),
             );
         }
         server
@@ -254,6 +264,11 @@ impl Server {
     /// A new client of the strict mailbox door (line framing).
     pub fn mailbox(&self) -> Client {
         Client::line(self.mailbox_addr.expect("started with --mailbox-port"))
+    }
+
+    /// A line client on the IRC door (started with `--irc-port 0`).
+    pub fn irc(&self) -> Client {
+        Client::line(self.irc_addr.expect("started with --irc-port"))
     }
 
     /// Proves the server still serves: two fresh clients (one per framing) take names and
