@@ -547,3 +547,34 @@ fn nick_floods_are_held_by_flood_control() {
     until(&mut d, " 366 try4 #lobby ");
     s.assert_chats();
 }
+
+#[test]
+fn an_irc_client_that_stops_reading_is_dropped_at_its_send_queue() {
+    let s = server(&["--send-queue", "65536", "--flood-rate", "0"]);
+    let mut alice = s.line();
+    alice.join("alice");
+    let mut slow = Client::connect_small_window(
+        s.irc_addr.expect("IRC door"),
+        chat_tests::Framing::Line,
+        4096,
+    );
+    slow.send("NICK slow");
+    slow.send("USER slow 0 * :Slow");
+    until(&mut slow, " 366 slow #lobby ");
+    alice.expect("* slow joined");
+    // slow reads no more; alice talks until the server gives up on it.
+    // (Loopback send buffers hold megabytes before the queue itself fills.)
+    let batch = format!("BCST {}\n", "z".repeat(4000)).repeat(40);
+    for _ in 0..100 {
+        alice.send_raw(batch.as_bytes());
+        if s.wait_log("evicted: send queue full", std::time::Duration::ZERO) {
+            break;
+        }
+    }
+    assert!(
+        s.wait_log("evicted: send queue full", chat_tests::TIMEOUT),
+        "the slow IRC client was not evicted"
+    );
+    alice.expect_after_notices("* slow left");
+    s.assert_chats();
+}

@@ -129,6 +129,25 @@ impl History {
         self.entries.iter().cloned().collect()
     }
 
+    /// The newest entries whose memory adds up to at most `bytes`, oldest first: what a
+    /// joiner is shown, so that the replay never fills its send queue by itself.
+    pub fn newest_within(&self, bytes: usize) -> Vec<Entry> {
+        let mut total = 0;
+        let mut n = 0;
+        for e in self.entries.iter().rev() {
+            total += e.cost();
+            if total > bytes {
+                break;
+            }
+            n += 1;
+        }
+        self.entries
+            .iter()
+            .skip(self.entries.len() - n)
+            .cloned()
+            .collect()
+    }
+
     /// Messages kept.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -173,6 +192,12 @@ mod tests {
             .map(|e| e.text.as_str().to_owned())
             .collect();
         assert_eq!(kept, ["2", "3", "4"]);
+        let newest: Vec<String> = h
+            .newest_within(2 * entry("0").cost())
+            .iter()
+            .map(|e| e.text.as_str().to_owned())
+            .collect();
+        assert_eq!(newest, ["3", "4"], "the newest that fit");
         assert_eq!(budget.used(), 3 * entry("0").cost());
         drop(h);
         assert_eq!(budget.used(), 0, "a dropped room gives its memory back");

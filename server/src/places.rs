@@ -91,7 +91,11 @@ impl Places {
             |room, st| {
                 hello(st);
                 if history {
-                    send_history(conn, room.name.as_str(), &room.history());
+                    send_history(
+                        conn,
+                        room.name.as_str(),
+                        &room.history_within(hub.config.send_queue / 2),
+                    );
                 }
             },
         );
@@ -119,7 +123,11 @@ impl Places {
                         text: Some(topic.text.as_str()),
                     });
                 }
-                send_history(conn, room_name, &room.history());
+                send_history(
+                    conn,
+                    room_name,
+                    &room.history_within(hub.config.send_queue / 2),
+                );
             });
         let reply = match entered {
             Ok((room, fanned)) => {

@@ -138,6 +138,12 @@ impl Room {
         sync::lock(&self.history).snapshot()
     }
 
+    /// The newest of what was said that fits in `bytes`, oldest first: what a joiner is
+    /// shown (half its send queue at most, so the replay alone never gets it evicted).
+    pub fn history_within(&self, bytes: usize) -> Vec<Entry> {
+        sync::lock(&self.history).newest_within(bytes)
+    }
+
     /// Tells every member but `except` (all if `None`); returns how many deliveries were
     /// queued.
     pub fn fanout(&self, except: Option<u64>, event: &Event<'_>) -> u64 {
@@ -538,4 +544,235 @@ fn check_entry(st: &State, id: u64, key: Option<&str>) -> Result<(), EnterError>
         return Err(EnterError::Full);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The core driven in-process: members are connections on loopback sockets whose
+    //! outboxes are never flushed, so what each was sent stays queued and countable.
+    use super::*;
+    use crate::event::IrcCaps;
+    use crate::hub::Liveness;
+    use crate::outbox::{Flusher, Outbox, Settings};
+    use crate::rt::TcpStream;
+    use protocol::Framing;
+
+    /// A test room member, and the other end of its socket (kept open).
+    struct Peer {
+        member: Member,
+        _other: std::net::TcpStream,
+    }
+
+    fn peer(id: u64, nick: &str, flusher: &Arc<Flusher>, irc: bool) -> Peer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let other = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        let stream = TcpStream::from(ours);
+        let label: Arc<str> = Arc::from(nick);
+        let outbox = Outbox::new(
+            stream,
+            Settings {
+                cap: 1 << 20,
+                framing: Framing::Line,
+                last_words: false,
+                stall: std::time::Duration::from_secs(60),
+                label: label.clone(),
+            },
+            flusher.clone(),
+        );
+        let conn = Arc::new(Conn {
+            id,
+            label,
+            framing: Framing::Line,
+            outbox,
+            quiet: false,
+            liveness: Liveness::new(0),
+            irc: irc.then(|| Box::new(IrcCaps::default())),
+        });
+        Peer {
+            member: Member {
+                nick: Arc::from(nick),
+                prefix: Arc::from(format!("{nick}!{nick}@test")),
+                conn,
+                op: false,
+                voice: false,
+            },
+            _other: other,
+        }
+    }
+
+    fn queued(p: &Peer) -> usize {
+        p.member.conn.outbox.queued()
+    }
+
+    fn who(p: &Peer) -> Who<'_> {
+        Who {
+            nick: &p.member.nick,
+            prefix: &p.member.prefix,
+        }
+    }
+
+    fn room(name: &str) -> RoomName<'_> {
+        RoomName::new(name).unwrap()
+    }
+
+    fn text(s: &str) -> Text<'_> {
+        Text::new(s, 100).unwrap()
+    }
+
+    #[test]
+    fn the_maker_is_operator_and_rooms_ignore_case() {
+        let flusher = Flusher::new(1 << 20);
+        let rooms = Rooms::new(10, 1 << 20, 20);
+        let (a, b) = (
+            peer(1, "ann", &flusher, false),
+            peer(2, "bob", &flusher, true),
+        );
+        let (dev, _) = rooms
+            .enter(&room("#Dev"), a.member.clone(), None, true, |_, _| {})
+            .unwrap();
+        let (same, fanned) = rooms
+            .enter(&room("#dev"), b.member.clone(), None, true, |_, _| {})
+            .unwrap();
+        assert!(Arc::ptr_eq(&dev, &same));
+        assert_eq!(dev.name.as_str(), "#Dev", "shown as its maker wrote it");
+        assert_eq!(fanned, 1, "ann is told bob entered");
+        let st = dev.read();
+        assert!(st.members[&1].op && !st.members[&2].op);
+        drop(st);
+        assert_eq!(
+            rooms
+                .enter(&room("#DEV"), b.member.clone(), None, true, |_, _| {})
+                .err(),
+            Some(EnterError::Already)
+        );
+        assert_eq!(
+            rooms.set_topic(&dev, 2, &text("x")),
+            Err(RoomError::NotOperator)
+        );
+        assert!(rooms.set_topic(&dev, 1, &text("plans")).is_ok());
+        assert_eq!(
+            rooms.kick(&dev, 2, "ann", "no"),
+            Err(RoomError::NotOperator)
+        );
+        assert_eq!(
+            rooms.kick(&dev, 1, "nobody", "no"),
+            Err(RoomError::TheyAreNotIn)
+        );
+        assert!(rooms.kick(&dev, 1, "BOB", "out").is_ok());
+        assert!(!dev.has(2));
+    }
+
+    #[test]
+    fn speaking_fans_out_to_members_but_the_speaker_and_keeps_history() {
+        let flusher = Flusher::new(1 << 20);
+        let rooms = Rooms::new(2, 1 << 20, 20);
+        let a = peer(1, "ann", &flusher, false);
+        let b = peer(2, "bob", &flusher, true);
+        let c = peer(3, "cat", &flusher, false);
+        let lobby = rooms.lobby().clone();
+        for p in [&a, &b, &c] {
+            rooms
+                .enter(&RoomName::lobby(), p.member.clone(), None, false, |_, _| {})
+                .unwrap();
+        }
+        let before = (queued(&a), queued(&b), queued(&c));
+        for t in ["one", "two", "three"] {
+            let fanned = rooms
+                .say(&lobby, 1, who(&a), &text(t), false, false, 7)
+                .unwrap();
+            assert_eq!(fanned, 2);
+        }
+        assert_eq!(
+            queued(&a),
+            before.0,
+            "the speaker is not sent its own words"
+        );
+        // bob (IRC) and cat (chat port) each got three lines in their own dialect.
+        let said = ["one", "two", "three"];
+        let native: usize = said.iter().map(|t| format!("ann BCST {t}\n").len()).sum();
+        assert_eq!(queued(&c) - before.2, native);
+        // echo-message: the speaker gets it too.
+        rooms
+            .say(&lobby, 2, who(&b), &text("me"), false, true, 8)
+            .unwrap();
+        let irc: usize = said
+            .iter()
+            .map(|t| format!(":ann!ann@test PRIVMSG #lobby :{t}\r\n").len())
+            .sum();
+        let echo = ":bob!bob@test PRIVMSG #lobby :me\r\n".len();
+        assert_eq!(queued(&b) - before.1, irc + echo);
+        let kept: Vec<String> = lobby
+            .history()
+            .iter()
+            .map(|e| e.text.as_str().to_owned())
+            .collect();
+        assert_eq!(kept, ["three", "me"], "--history 2 keeps two");
+        // +n: someone outside cannot speak in.
+        let d = peer(4, "dan", &flusher, false);
+        assert_eq!(
+            rooms.say(&lobby, 4, who(&d), &text("hi"), false, false, 9),
+            Err(RoomError::NotIn)
+        );
+    }
+
+    #[test]
+    fn a_quit_is_told_once_to_each_person_and_empty_rooms_go() {
+        let flusher = Flusher::new(1 << 20);
+        let rooms = Rooms::new(10, 1 << 20, 20);
+        let a = peer(1, "ann", &flusher, false);
+        let b = peer(2, "bob", &flusher, false);
+        let mut joined = Vec::new();
+        for name in ["#one", "#two"] {
+            for p in [&a, &b] {
+                let (r, _) = rooms
+                    .enter(&room(name), p.member.clone(), None, false, |_, _| {})
+                    .unwrap();
+                if p.member.conn.id == 1 {
+                    joined.push(r);
+                }
+            }
+        }
+        let before = queued(&b);
+        let fanned = rooms.quit(&joined, 1, who(&a), "bye", true);
+        assert_eq!(
+            fanned, 1,
+            "bob shares two rooms with ann and hears of it once"
+        );
+        assert_eq!(queued(&b) - before, "* ann left #one\n".len());
+        assert_eq!(
+            rooms.list().len(),
+            3,
+            "#lobby, #one and #two (bob is still in them)"
+        );
+        let bob_rooms = rooms.rooms_of(2);
+        rooms.quit(&bob_rooms, 2, who(&b), "bye", true);
+        let names: Vec<String> = rooms
+            .list()
+            .iter()
+            .map(|r| r.0.as_str().to_owned())
+            .collect();
+        assert_eq!(names, ["#lobby"], "empty rooms go; the lobby stays");
+    }
+
+    #[test]
+    fn keys_and_limits_are_checked_on_entry() {
+        let flusher = Flusher::new(1 << 20);
+        let rooms = Rooms::new(10, 1 << 20, 20);
+        let a = peer(1, "ann", &flusher, false);
+        let b = peer(2, "bob", &flusher, false);
+        let (dev, _) = rooms
+            .enter(&room("#dev"), a.member.clone(), None, false, |_, _| {})
+            .unwrap();
+        dev.write().modes.key = Some("k".into());
+        let no_key = rooms.enter(&room("#dev"), b.member.clone(), None, false, |_, _| {});
+        assert_eq!(no_key.err(), Some(EnterError::Locked));
+        dev.write().modes.limit = Some(1);
+        let full = rooms.enter(&room("#dev"), b.member.clone(), Some("k"), false, |_, _| {});
+        assert_eq!(full.err(), Some(EnterError::Full));
+        dev.write().modes.limit = None;
+        assert!(rooms
+            .enter(&room("#dev"), b.member.clone(), Some("k"), false, |_, _| {})
+            .is_ok());
+    }
 }
