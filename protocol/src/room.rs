@@ -78,12 +78,19 @@ impl Borrow<str> for RoomName<'_> {
 
 /// A name or room name folded to ASCII lower case, for maps that ignore case; built on the
 /// stack (names are short), so a lookup allocates nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Folded {
     /// Bytes used in `bytes`.
     len: u8,
     /// The folded text, zero-padded.
     bytes: [u8; MAX_ROOM],
+}
+
+impl std::hash::Hash for Folded {
+    /// Hashes the folded text only (as a `str` would be), not the padding.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
 }
 
 impl Folded {

@@ -113,7 +113,8 @@ pub enum Event<'a> {
         text: &'a Text<'a>,
         /// An IRC NOTICE rather than a PRIVMSG (the chat port shows both alike).
         notice: bool,
-        /// When the server received it, in milliseconds since the Unix epoch.
+        /// When the server received it, in milliseconds since the Unix epoch (0: now, when
+        /// written; a direct message to the chat port never needs the clock).
         time_ms: u64,
     },
     /// Someone entered a room.
@@ -184,16 +185,14 @@ impl Event<'_> {
             Wire::Framed => self.native(Framing::Framed, out),
             Wire::Line => self.native(Framing::Line, out),
             Wire::Irc => self.irc(None, out),
-            Wire::IrcTime => match self {
-                Event::Message { time_ms, .. } => {
-                    let tag = format!("time={}", Stamp(*time_ms));
-                    self.irc(Some(&tag), out)
-                }
-                _ => {
-                    let tag = format!("time={}", Stamp(protocol::room::now_ms()));
-                    self.irc(Some(&tag), out)
-                }
-            },
+            Wire::IrcTime => {
+                let time_ms = match self {
+                    Event::Message { time_ms, .. } if *time_ms > 0 => *time_ms,
+                    _ => protocol::room::now_ms(),
+                };
+                let tag = format!("time={}", Stamp(time_ms));
+                self.irc(Some(&tag), out)
+            }
         }
     }
 
@@ -339,7 +338,7 @@ mod tests {
             to: Target::Room("#lobby"),
             text: &t,
             notice: false,
-            time_ms: 0,
+            time_ms: 1,
         };
         assert_eq!(text(&e, Wire::Line), "alice BCST hi\n");
         assert_eq!(
@@ -348,7 +347,7 @@ mod tests {
         );
         assert_eq!(
             text(&e, Wire::IrcTime),
-            "@time=1970-01-01T00:00:00.000Z :alice!alice@chat PRIVMSG #lobby :hi\r\n"
+            "@time=1970-01-01T00:00:00.001Z :alice!alice@chat PRIVMSG #lobby :hi\r\n"
         );
         let e = Event::Message {
             from: who(),

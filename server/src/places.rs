@@ -200,7 +200,7 @@ impl Places {
                 to: Target::User(to),
                 text,
                 notice: false,
-                time_ms: protocol::room::now_ms(),
+                time_ms: 0,
             },
         )
     }

@@ -456,10 +456,15 @@ impl Rooms {
         // history or live, never neither.
         let mut history = sync::lock(&room.history);
         if history.enabled() {
+            // The member's own shared strings, when a member speaks: no copies.
+            let (nick, prefix) = match st.members.get(&id) {
+                Some(m) => (m.nick.clone(), m.prefix.clone()),
+                None => (Arc::from(who.nick), Arc::from(who.prefix)),
+            };
             history.push(Entry {
                 time_ms,
-                nick: Arc::from(who.nick),
-                prefix: Arc::from(who.prefix),
+                nick,
+                prefix,
                 text: text.clone().into_owned(),
                 notice,
             });
