@@ -164,7 +164,9 @@ fn errors_before_and_after_registration() {
     c.send("PART #nowhere");
     c.expect(":chat-server 403 zed #nowhere :No such channel");
     c.send("NICK other");
-    c.expect_prefix(":chat-server 447 zed other :");
+    c.expect(":zed!~zed@127.0.0.1 NICK :other");
+    c.send("NICK zed");
+    c.expect(":other!~zed@127.0.0.1 NICK :zed");
     c.send("MODE someone +i");
     c.expect(":chat-server 502 zed :Can't change mode for other users");
     c.send("MODE zed +i");
@@ -223,6 +225,19 @@ fn one_name_space_with_the_chat_port() {
     // NOTICE shows on the chat port as a message too.
     c.send("NOTICE alice :psst");
     alice.expect("bob SENT psst");
+    // A nick change after registration: the chat port hears it once, in one name space.
+    c.send("NICK alice");
+    c.expect(":chat-server 433 bob alice :Nickname is already in use");
+    c.send("NICK robert");
+    c.expect(":bob!~bob@127.0.0.1 NICK :robert");
+    alice.expect("* bob is now robert");
+    alice.send("MSG robert renamed?");
+    c.expect(":alice!alice@chat PRIVMSG robert :renamed?");
+    alice.send("MSG bob old name");
+    alice.expect("Unknown Recipient");
+    c.send("NICK bob");
+    c.expect(":robert!~bob@127.0.0.1 NICK :bob");
+    alice.expect("* robert is now bob");
     c.send("PART #dev :later");
     c.expect(":bob!~bob@127.0.0.1 PART #dev :later");
     alice.expect("* bob left #dev");

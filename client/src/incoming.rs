@@ -129,6 +129,7 @@ impl Assembler {
             | Line::RoomEntered { .. }
             | Line::RoomLeft { .. }
             | Line::Kicked { .. }
+            | Line::Renamed { .. }
             | Line::OtherEvent(_) => {
                 Incoming::Notice(msg.strip_prefix("* ").unwrap_or(msg).to_owned())
             }

@@ -166,6 +166,13 @@ pub enum Incoming<'a> {
         /// The operator.
         by: &'a str,
     },
+    /// `* <old> is now <new>`.
+    Renamed {
+        /// The name before.
+        old: &'a str,
+        /// The name now.
+        new: &'a str,
+    },
 }
 
 impl Incoming<'_> {
@@ -210,6 +217,7 @@ impl Incoming<'_> {
             | Incoming::RoomEntered { .. }
             | Incoming::RoomLeft { .. }
             | Incoming::Kicked { .. }
+            | Incoming::Renamed { .. }
             | Incoming::OtherEvent(_) => Class::Event,
         }
     }
@@ -419,6 +427,10 @@ impl Classifier {
                 Some(("left", room)) if room.starts_with('#') => {
                     Incoming::RoomLeft { name: word, room }
                 }
+                Some(("is", rest)) => match rest.strip_prefix("now ") {
+                    Some(new) if Name::new(new).is_ok() => Incoming::Renamed { old: word, new },
+                    _ => Incoming::OtherEvent(event),
+                },
                 Some(("kicked", rest)) => match rest
                     .strip_prefix("from ")
                     .and_then(|r| r.split_once(" by "))
@@ -547,11 +559,12 @@ mod tests {
             Reply::TooManyRooms(_) => (56, vec![F]),
             Reply::RoomLocked(_) => (57, vec![F]),
             Reply::RoomFull(_) => (58, vec![F]),
+            Reply::Renamed { .. } => (59, vec![E]),
         }
     }
 
     /// How many variants `expected` numbers.
-    const VARIANTS: usize = 59;
+    const VARIANTS: usize = 60;
 
     #[test]
     fn every_reply_and_event_reads_back_as_what_it_is() {
@@ -701,6 +714,10 @@ mod tests {
             Reply::TooManyRooms(20),
             Reply::RoomLocked("#dev"),
             Reply::RoomFull("#dev"),
+            Reply::Renamed {
+                old: "bob",
+                new: "robert",
+            },
         ];
         let mut seen = [false; VARIANTS];
         // One classifier for the whole stream, as a client has: state carries over.
@@ -794,6 +811,13 @@ mod tests {
             Incoming::RoomEntered {
                 name: "bob",
                 room: "#dev"
+            }
+        );
+        assert_eq!(
+            c.classify("* bob is now robert"),
+            Incoming::Renamed {
+                old: "bob",
+                new: "robert"
             }
         );
         assert_eq!(

@@ -191,6 +191,13 @@ pub enum Reply<'a> {
         /// The operator who did it.
         by: &'a str,
     },
+    /// `* <old> is now <new>`: someone (on IRC) changed nick.
+    Renamed {
+        /// The name before.
+        old: &'a str,
+        /// The name now.
+        new: &'a str,
+    },
     /// `No Such Room: <#room>`.
     NoSuchRoom(&'a str),
     /// `Not In Room: <#room>`.
@@ -342,6 +349,7 @@ impl Reply<'_> {
             Reply::Kicked { name, room, by } => {
                 put(format_args!("* {name} kicked from {room} by {by}"))
             }
+            Reply::Renamed { old, new } => put(format_args!("* {old} is now {new}")),
             Reply::NoSuchRoom(room) => put(format_args!("No Such Room: {room}")),
             Reply::NotInRoom(room) => put(format_args!("Not In Room: {room}")),
             Reply::AlreadyInRoom(room) => put(format_args!("Already In Room: {room}")),

@@ -162,6 +162,13 @@ pub enum Event<'a> {
         /// Why (IRC only).
         reason: &'a str,
     },
+    /// Someone changed nick (told once to each person sharing a room with them).
+    Nick {
+        /// Who, as they were.
+        who: Who<'a>,
+        /// The new nick.
+        new: &'a str,
+    },
     /// A room's modes changed (IRC only; the chat port is not told).
     Mode {
         /// Who changed them.
@@ -238,6 +245,7 @@ impl Event<'_> {
                 room,
                 by: by.nick,
             },
+            Event::Nick { who, new } => Reply::Renamed { old: who.nick, new },
             Event::Mode { .. } => return,
         };
         reply.render(framing, out);
@@ -276,6 +284,7 @@ impl Event<'_> {
                 nick,
                 reason,
             } => put_line(out, tags, by.prefix, "KICK", &[room, nick], Some(reason)),
+            Event::Nick { who, new } => put_line(out, tags, who.prefix, "NICK", &[], Some(new)),
             Event::Mode { by, room, change } => {
                 let mut middle = vec![room];
                 middle.extend_from_slice(change);

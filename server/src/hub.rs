@@ -239,6 +239,31 @@ impl Hub {
         Joined::Yes
     }
 
+    /// Gives `conn`, which holds `old`, the name `new` instead (a change of case only is
+    /// allowed); `false` when someone else has `new`.
+    pub fn rename(&self, conn: &Arc<Conn>, old: &Name<'static>, new: &Name<'static>) -> bool {
+        let (Some(old_key), Some(new_key)) = (Folded::new(old.as_str()), Folded::new(new.as_str()))
+        else {
+            return false;
+        };
+        let mut users = sync::write(&self.users);
+        if users
+            .get(&new_key)
+            .is_some_and(|(_, holder)| holder.id != conn.id)
+        {
+            return false;
+        }
+        if users
+            .get(&old_key)
+            .is_some_and(|(_, holder)| holder.id == conn.id)
+        {
+            users.remove(&old_key);
+        }
+        users.insert(new_key, (new.clone(), conn.clone()));
+        info!("{} renamed {old} to {new}", conn.label);
+        true
+    }
+
     /// Whether joins and leaves are announced now: only while at most `notice_limit` names
     /// are taken (past it each would cost a notice to everyone).
     pub fn announce(&self) -> bool {

@@ -427,6 +427,44 @@ impl Rooms {
         fanned
     }
 
+    /// Connection `id` is now called `nick` (`nick!user@host` = `prefix`) in each of
+    /// `rooms`; everyone sharing a room with it is told once. Returns deliveries queued.
+    pub fn rename(
+        &self,
+        rooms: &[Arc<Room>],
+        id: u64,
+        old: Who<'_>,
+        nick: &Arc<str>,
+        prefix: &Arc<str>,
+    ) -> u64 {
+        let event = Event::Nick {
+            who: old,
+            new: nick,
+        };
+        let mut encoded = Encoded::new(&event);
+        let mut told: HashSet<u64> = HashSet::new();
+        told.insert(id);
+        let mut fanned = 0;
+        for room in rooms {
+            let mut st = room.write();
+            let Some(me) = st.members.get_mut(&id) else {
+                continue;
+            };
+            me.nick = nick.clone();
+            me.prefix = prefix.clone();
+            for (mid, m) in &st.members {
+                if told.insert(*mid) {
+                    let bytes = encoded.bytes(m.conn.wire());
+                    if !bytes.is_empty() {
+                        let _ = m.conn.outbox.push(bytes);
+                        fanned += 1;
+                    }
+                }
+            }
+        }
+        fanned
+    }
+
     /// Says `text` in `room` from connection `id` (also to the speaker when `echo`), and
     /// keeps it in the room's history. Returns deliveries queued.
     #[allow(clippy::too_many_arguments)]

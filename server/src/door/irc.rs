@@ -328,21 +328,54 @@ impl Irc {
         let Ok(name) = Name::new(wanted) else {
             return self.num("432", &[wanted], Some("Erroneous nickname"));
         };
-        if self.nick.is_some() {
-            if self.nick.as_ref().is_some_and(|n| n.as_str() == wanted) {
+        if let Some(old) = self.nick.clone() {
+            if old.as_str() == wanted {
                 return;
             }
-            return self.num(
-                "447",
-                &[wanted],
-                Some("Nick changes are not supported here; reconnect with the new nick"),
-            );
+            let new = name.into_owned();
+            if !self.hub.rename(&self.conn, &old, &new) {
+                return self.num("433", &[wanted], Some("Nickname is already in use"));
+            }
+            return self.renamed(new);
         }
         if self.hub.user(wanted).is_some() {
             return self.num("433", &[wanted], Some("Nickname is already in use"));
         }
         self.want_nick = Some(name.into_owned());
         self.register();
+    }
+
+    /// Takes `new` as this connection's nick everywhere: the rooms' member lists, the prefix;
+    /// this connection and everyone sharing a room with it are told.
+    fn renamed(&mut self, new: Name<'static>) {
+        let ident = self
+            .user
+            .as_ref()
+            .map_or("~user", |u| u.0.as_str())
+            .to_owned();
+        let prefix: Arc<str> = Arc::from(format!("{new}!{ident}@{}", self.host));
+        let nick: Arc<str> = Arc::from(new.as_str());
+        let old_prefix = self.prefix.clone();
+        let old_nick = self.nick_arc.clone();
+        let old = Who {
+            nick: &old_nick,
+            prefix: &old_prefix,
+        };
+        let mine = Event::Nick {
+            who: old,
+            new: &nick,
+        };
+        let wire = self.conn.wire();
+        self.push(|out| mine.render(wire, out));
+        self.prune();
+        let fanned = self
+            .hub
+            .rooms
+            .rename(&self.rooms, self.conn.id, old, &nick, &prefix);
+        self.hub.add_fanned(fanned);
+        self.prefix = prefix;
+        self.nick_arc = nick;
+        self.nick = Some(new);
     }
 
     /// `USER <user> <mode> <unused> :<realname>`.
