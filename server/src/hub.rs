@@ -6,6 +6,7 @@
 //! fan-out runs on whichever executor thread received the message.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -153,8 +154,13 @@ pub struct Hub {
     pub flusher: Arc<Flusher>,
     /// Paces the reads of streaming connections.
     pub pacer: Arc<Pacer>,
-    /// Named connections, by folded name (names are unique without regard to case).
-    users: RwLock<HashMap<Folded, (Name<'static>, Arc<Conn>)>>,
+    /// Named connections, by a hash of the folded name (names are unique without regard to
+    /// case; the entry's name is checked on every lookup, and a name whose hash some other
+    /// name already holds, which 64 bits make vanishingly rare, counts as taken). A small
+    /// key keeps an idle connection small.
+    users: RwLock<HashMap<u64, (Name<'static>, Arc<Conn>)>>,
+    /// Hashes folded names for `users` (randomly keyed per process).
+    name_hash: RandomState,
     /// Rooms and their history.
     pub rooms: Rooms,
     /// Every connection whose framing is known, to tell them all at shutdown.
@@ -180,6 +186,7 @@ impl Hub {
             config,
             shutdown,
             users: RwLock::new(HashMap::new()),
+            name_hash: RandomState::new(),
             conns: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
@@ -218,10 +225,26 @@ impl Hub {
         self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// The `users` key of `name` (any case); `None` for what no name can be.
+    fn key(&self, name: &str) -> Option<u64> {
+        Folded::new(name).map(|f| self.name_hash.hash_one(f.as_str()))
+    }
+
+    /// The entry for `name`, if that name (in any case) holds it.
+    fn entry<'m>(
+        users: &'m HashMap<u64, (Name<'static>, Arc<Conn>)>,
+        key: u64,
+        name: &str,
+    ) -> Option<&'m (Name<'static>, Arc<Conn>)> {
+        users
+            .get(&key)
+            .filter(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+    }
+
     /// Tries to give `name` to `conn` (taken also when it differs only in case). Whoever
     /// took it then enters the lobby (see [`Hub::announce`]).
     pub fn join(&self, conn: &Arc<Conn>, name: &Name<'static>) -> Joined {
-        let Some(key) = Folded::new(name.as_str()) else {
+        let Some(key) = self.key(name.as_str()) else {
             return Joined::Taken;
         };
         let count = {
@@ -242,7 +265,7 @@ impl Hub {
     /// Gives `conn`, which holds `old`, the name `new` instead (a change of case only is
     /// allowed); `false` when someone else has `new`.
     pub fn rename(&self, conn: &Arc<Conn>, old: &Name<'static>, new: &Name<'static>) -> bool {
-        let (Some(old_key), Some(new_key)) = (Folded::new(old.as_str()), Folded::new(new.as_str()))
+        let (Some(old_key), Some(new_key)) = (self.key(old.as_str()), self.key(new.as_str()))
         else {
             return false;
         };
@@ -272,11 +295,11 @@ impl Hub {
 
     /// Frees `name` if `conn` holds it; `true` if it did.
     pub fn leave(&self, conn: &Conn, name: &Name<'static>) -> bool {
-        let Some(key) = Folded::new(name.as_str()) else {
+        let Some(key) = self.key(name.as_str()) else {
             return false;
         };
         let mut users = sync::write(&self.users);
-        match users.get(&key) {
+        match Self::entry(&users, key, name.as_str()) {
             Some((_, holder)) if holder.id == conn.id => {
                 users.remove(&key);
                 info!("{} left; {name} is free", conn.label);
@@ -303,17 +326,17 @@ impl Hub {
 
     /// The connection holding `name` (in any case), and the name as it was taken.
     pub fn user(&self, name: &str) -> Option<(Name<'static>, Arc<Conn>)> {
-        let key = Folded::new(name)?;
-        sync::read(&self.users).get(&key).cloned()
+        let key = self.key(name)?;
+        Self::entry(&sync::read(&self.users), key, name).cloned()
     }
 
     /// Sends `reply` to the holder of `to`; `false` when nobody has that name.
     pub fn send_to(&self, to: &str, reply: &Reply<'_>) -> bool {
-        let Some(key) = Folded::new(to) else {
+        let Some(key) = self.key(to) else {
             return false;
         };
         let users = sync::read(&self.users);
-        match users.get(&key) {
+        match Self::entry(&users, key, to) {
             Some((_, conn)) => {
                 // A full queue evicts the recipient; the sender is not told (as with IRC).
                 let _ = conn.send(reply);
@@ -326,11 +349,11 @@ impl Hub {
     /// Delivers `event` (a direct message) to the holder of `to`, in its own dialect;
     /// `false` when nobody has that name.
     pub fn deliver(&self, to: &str, event: &Event<'_>) -> bool {
-        let Some(key) = Folded::new(to) else {
+        let Some(key) = self.key(to) else {
             return false;
         };
         let users = sync::read(&self.users);
-        match users.get(&key) {
+        match Self::entry(&users, key, to) {
             Some((_, conn)) => {
                 let wire = conn.wire();
                 // A full queue evicts the recipient; the sender is not told (as with IRC).

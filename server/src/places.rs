@@ -18,8 +18,9 @@ pub struct Places {
     nick: Arc<str>,
     /// `nick!nick@chat`, how IRC users see it.
     prefix: Arc<str>,
-    /// Rooms entered (an entry may be stale after an IRC operator's KICK: the room's own
-    /// member list is the truth).
+    /// Rooms entered besides the lobby, which a chat-port connection is always in (so an
+    /// idle one holds no list). An entry may be stale after an IRC operator's KICK: the
+    /// room's own member list is the truth.
     rooms: Vec<Arc<Room>>,
 }
 
@@ -99,16 +100,16 @@ impl Places {
                 }
             },
         );
-        if let Ok((room, fanned)) = entered {
+        if let Ok((_, fanned)) = entered {
             hub.add_fanned(fanned);
-            self.rooms.push(room);
         }
     }
 
     /// `ENTER <#room> [<key>]`.
     pub fn enter(&mut self, hub: &Hub, conn: &Arc<Conn>, name: &RoomName<'_>, key: Option<&str>) {
         self.prune(conn.id);
-        if self.rooms.len() >= hub.rooms.per_user {
+        // The lobby counts too.
+        if self.rooms.len() + 1 >= hub.rooms.per_user {
             let _ = conn.send(&Reply::TooManyRooms(hub.rooms.per_user));
             return;
         }
@@ -248,7 +249,8 @@ impl Places {
     /// The connection leaves the server: out of every room, each member told once.
     pub fn quit(&mut self, hub: &Hub, conn: &Conn) {
         let announce = hub.user_count() < hub.config.notice_limit;
-        let rooms = std::mem::take(&mut self.rooms);
+        let mut rooms = std::mem::take(&mut self.rooms);
+        rooms.insert(0, hub.rooms.lobby().clone());
         let fanned = hub
             .rooms
             .quit(&rooms, conn.id, self.who(), "left", announce);
