@@ -5,7 +5,7 @@
 //! Fan-out renders an event at most once per wire ([`Encoded`]) and shares the bytes.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use protocol::irc::put_line;
 use protocol::{Framing, Reply, Stamp, Text};
@@ -38,6 +38,8 @@ pub struct IrcCaps {
     bits: AtomicU8,
     /// The away message, while away.
     away: Mutex<Option<Box<str>>>,
+    /// `~user@host`, once registered (what follows `nick!` in its prefix).
+    userhost: OnceLock<Arc<str>>,
 }
 
 impl IrcCaps {
@@ -76,19 +78,47 @@ impl IrcCaps {
         crate::sync::lock(&self.away).clone()
     }
 
+    /// `~user@host`, once registered.
+    pub fn userhost(&self) -> Option<&Arc<str>> {
+        self.userhost.get()
+    }
+
+    /// Records `~user@host` at registration (it never changes after).
+    pub fn set_userhost(&self, userhost: &str) {
+        let _ = self.userhost.set(Arc::from(userhost));
+    }
+
     /// Sets or clears the away message.
     pub fn set_away(&self, message: Option<&str>) {
         *crate::sync::lock(&self.away) = message.map(Box::from);
     }
 }
 
-/// Someone who does something: a name and, for IRC, `nick!user@host`.
+/// Someone who does something: a name and, for an IRC user, `~user@host`.
 #[derive(Debug, Clone, Copy)]
 pub struct Who<'a> {
     /// The name.
     pub nick: &'a str,
-    /// `nick!user@host`.
-    pub prefix: &'a str,
+    /// `~user@host` of an IRC user; `None` for a chat-port user, shown as `nick!nick@chat`.
+    pub userhost: Option<&'a str>,
+}
+
+impl Who<'_> {
+    /// `nick!user@host`, as IRC shows who did something.
+    pub fn prefix(&self) -> String {
+        match self.userhost {
+            Some(uh) => format!("{}!{uh}", self.nick),
+            None => format!("{0}!{0}@chat", self.nick),
+        }
+    }
+
+    /// The user and host parts of [`Who::prefix`].
+    pub fn user_host(&self) -> (&str, &str) {
+        match self.userhost {
+            Some(uh) => uh.split_once('@').unwrap_or((uh, "chat")),
+            None => (self.nick, "chat"),
+        }
+    }
 }
 
 /// Where a message goes.
@@ -266,29 +296,30 @@ impl Event<'_> {
                     Target::User(nick) => nick,
                 };
                 let verb = if notice { "NOTICE" } else { "PRIVMSG" };
-                put_line(out, tags, from.prefix, verb, &[target], Some(text.as_str()));
+                let src = from.prefix();
+                put_line(out, tags, &src, verb, &[target], Some(text.as_str()));
             }
-            Event::Join { who, room } => put_line(out, tags, who.prefix, "JOIN", &[room], None),
+            Event::Join { who, room } => put_line(out, tags, &who.prefix(), "JOIN", &[room], None),
             Event::Part { who, room, reason } => {
-                put_line(out, tags, who.prefix, "PART", &[room], reason)
+                put_line(out, tags, &who.prefix(), "PART", &[room], reason)
             }
             Event::Quit { who, reason, .. } => {
-                put_line(out, tags, who.prefix, "QUIT", &[], Some(reason))
+                put_line(out, tags, &who.prefix(), "QUIT", &[], Some(reason))
             }
             Event::Topic { who, room, text } => {
-                put_line(out, tags, who.prefix, "TOPIC", &[room], Some(text))
+                put_line(out, tags, &who.prefix(), "TOPIC", &[room], Some(text))
             }
             Event::Kick {
                 by,
                 room,
                 nick,
                 reason,
-            } => put_line(out, tags, by.prefix, "KICK", &[room, nick], Some(reason)),
-            Event::Nick { who, new } => put_line(out, tags, who.prefix, "NICK", &[], Some(new)),
+            } => put_line(out, tags, &by.prefix(), "KICK", &[room, nick], Some(reason)),
+            Event::Nick { who, new } => put_line(out, tags, &who.prefix(), "NICK", &[], Some(new)),
             Event::Mode { by, room, change } => {
                 let mut middle = vec![room];
                 middle.extend_from_slice(change);
-                put_line(out, tags, by.prefix, "MODE", &middle, None)
+                put_line(out, tags, &by.prefix(), "MODE", &middle, None)
             }
         }
     }
@@ -329,7 +360,7 @@ mod tests {
     fn who() -> Who<'static> {
         Who {
             nick: "alice",
-            prefix: "alice!alice@chat",
+            userhost: None,
         }
     }
 

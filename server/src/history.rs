@@ -49,8 +49,8 @@ pub struct Entry {
     pub time_ms: u64,
     /// Who said it.
     pub nick: Arc<str>,
-    /// `nick!user@host`, for IRC.
-    pub prefix: Arc<str>,
+    /// `~user@host` of an IRC user (see [`crate::event::Who`]).
+    pub userhost: Option<Arc<str>>,
     /// What was said.
     pub text: Text<'static>,
     /// An IRC NOTICE.
@@ -60,7 +60,16 @@ pub struct Entry {
 impl Entry {
     /// The memory this entry is charged.
     fn cost(&self) -> usize {
-        self.text.as_str().len() + self.nick.len() + self.prefix.len() + OVERHEAD
+        let userhost = self.userhost.as_ref().map_or(0, |u| u.len());
+        self.text.as_str().len() + self.nick.len() + userhost + OVERHEAD
+    }
+
+    /// Who said it.
+    pub fn who(&self) -> crate::event::Who<'_> {
+        crate::event::Who {
+            nick: &self.nick,
+            userhost: self.userhost.as_deref(),
+        }
     }
 }
 
@@ -173,7 +182,7 @@ mod tests {
         Entry {
             time_ms: 1,
             nick: Arc::from("a"),
-            prefix: Arc::from("a!a@h"),
+            userhost: None,
             text: Text::new(text, 4096).unwrap().into_owned(),
             notice: false,
         }

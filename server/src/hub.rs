@@ -88,6 +88,11 @@ impl Conn {
         self.outbox.reply(reply)
     }
 
+    /// `~user@host` of an IRC connection, once registered.
+    pub fn userhost(&self) -> Option<&str> {
+        self.irc.as_ref().and_then(|c| c.userhost()).map(|u| &**u)
+    }
+
     /// How this connection is written to.
     pub fn wire(&self) -> Wire {
         match (&self.irc, self.framing) {

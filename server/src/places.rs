@@ -16,8 +16,6 @@ use crate::rooms::{EnterError, Member, Room, RoomError, State};
 pub struct Places {
     /// Its name.
     nick: Arc<str>,
-    /// `nick!nick@chat`, how IRC users see it.
-    prefix: Arc<str>,
     /// Rooms entered besides the lobby, which a chat-port connection is always in (so an
     /// idle one holds no list). An entry may be stale after an IRC operator's KICK: the
     /// room's own member list is the truth.
@@ -47,14 +45,12 @@ impl Places {
     /// Records the name the connection took.
     pub fn set_name(&mut self, name: &Name<'_>) {
         self.nick = Arc::from(name.as_str());
-        self.prefix = Arc::from(format!("{name}!{name}@chat"));
     }
 
     /// This connection as a room member.
     fn member(&self, conn: &Arc<Conn>) -> Member {
         Member {
             nick: self.nick.clone(),
-            prefix: self.prefix.clone(),
             conn: conn.clone(),
             op: false,
             voice: false,
@@ -65,7 +61,7 @@ impl Places {
     fn who(&self) -> Who<'_> {
         Who {
             nick: &self.nick,
-            prefix: &self.prefix,
+            userhost: None,
         }
     }
 
@@ -151,10 +147,7 @@ impl Places {
         }
         let left = hub.rooms.get(name.as_str()).and_then(|room| {
             let left = hub.rooms.leave(&room, conn.id, |m| {
-                let who = Who {
-                    nick: &m.nick,
-                    prefix: &m.prefix,
-                };
+                let who = m.who();
                 Some(room.fanout(
                     None,
                     &Event::Part {

@@ -23,14 +23,22 @@ use crate::sync;
 pub struct Member {
     /// Their name.
     pub nick: Arc<str>,
-    /// `nick!user@host`, for IRC.
-    pub prefix: Arc<str>,
-    /// Their connection.
+    /// Their connection (an IRC connection also knows its `~user@host`).
     pub conn: Arc<Conn>,
     /// A channel operator (`@`).
     pub op: bool,
     /// Voiced (`+`).
     pub voice: bool,
+}
+
+impl Member {
+    /// Who this member is, for events.
+    pub fn who(&self) -> Who<'_> {
+        Who {
+            nick: &self.nick,
+            userhost: self.conn.userhost(),
+        }
+    }
 }
 
 /// A room's modes (IRC `+t +n +k +l`).
@@ -339,10 +347,7 @@ impl Rooms {
         };
         let mut fanned = 0;
         if announce {
-            let who = Who {
-                nick: &member.nick,
-                prefix: &member.prefix,
-            };
+            let who = member.who();
             fanned = room.fanout(
                 Some(id),
                 &Event::Join {
@@ -427,16 +432,9 @@ impl Rooms {
         fanned
     }
 
-    /// Connection `id` is now called `nick` (`nick!user@host` = `prefix`) in each of
-    /// `rooms`; everyone sharing a room with it is told once. Returns deliveries queued.
-    pub fn rename(
-        &self,
-        rooms: &[Arc<Room>],
-        id: u64,
-        old: Who<'_>,
-        nick: &Arc<str>,
-        prefix: &Arc<str>,
-    ) -> u64 {
+    /// Connection `id` is now called `nick` in each of `rooms`; everyone sharing a room
+    /// with it is told once. Returns deliveries queued.
+    pub fn rename(&self, rooms: &[Arc<Room>], id: u64, old: Who<'_>, nick: &Arc<str>) -> u64 {
         let event = Event::Nick {
             who: old,
             new: nick,
@@ -451,7 +449,6 @@ impl Rooms {
                 continue;
             };
             me.nick = nick.clone();
-            me.prefix = prefix.clone();
             for (mid, m) in &st.members {
                 if told.insert(*mid) {
                     let bytes = encoded.bytes(m.conn.wire());
@@ -495,14 +492,17 @@ impl Rooms {
         let mut history = sync::lock(&room.history);
         if history.enabled() {
             // The member's own shared strings, when a member speaks: no copies.
-            let (nick, prefix) = match st.members.get(&id) {
-                Some(m) => (m.nick.clone(), m.prefix.clone()),
-                None => (Arc::from(who.nick), Arc::from(who.prefix)),
+            let (nick, userhost) = match st.members.get(&id) {
+                Some(m) => (
+                    m.nick.clone(),
+                    m.conn.irc.as_ref().and_then(|c| c.userhost()).cloned(),
+                ),
+                None => (Arc::from(who.nick), who.userhost.map(Arc::from)),
             };
             history.push(Entry {
                 time_ms,
                 nick,
-                prefix,
+                userhost,
                 text: text.clone().into_owned(),
                 notice,
             });
@@ -513,10 +513,10 @@ impl Rooms {
     /// Sets the topic of `room` as connection `id`, telling every member. Returns deliveries.
     pub fn set_topic(&self, room: &Room, id: u64, text: &Text<'_>) -> Result<u64, RoomError> {
         let mut st = room.write();
-        let (nick, prefix) = match st.members.get(&id) {
+        let (nick, conn) = match st.members.get(&id) {
             None => return Err(RoomError::NotIn),
             Some(m) if st.modes.topic_ops && !m.op => return Err(RoomError::NotOperator),
-            Some(m) => (m.nick.clone(), m.prefix.clone()),
+            Some(m) => (m.nick.clone(), m.conn.clone()),
         };
         st.topic = (!text.as_str().is_empty()).then(|| Topic {
             text: text.clone().into_owned(),
@@ -526,7 +526,7 @@ impl Rooms {
         let event = Event::Topic {
             who: Who {
                 nick: &nick,
-                prefix: &prefix,
+                userhost: conn.userhost(),
             },
             room: room.name.as_str(),
             text: text.as_str(),
@@ -556,10 +556,7 @@ impl Rooms {
                 .map(|(tid, m)| (*tid, m.nick.clone()))
                 .ok_or(RoomError::TheyAreNotIn)?;
             let event = Event::Kick {
-                by: Who {
-                    nick: &by.nick,
-                    prefix: &by.prefix,
-                },
+                by: by.who(),
                 room: room.name.as_str(),
                 nick: &target.1,
                 reason,
@@ -635,7 +632,6 @@ mod tests {
         Peer {
             member: Member {
                 nick: Arc::from(nick),
-                prefix: Arc::from(format!("{nick}!{nick}@test")),
                 conn,
                 op: false,
                 voice: false,
@@ -649,10 +645,7 @@ mod tests {
     }
 
     fn who(p: &Peer) -> Who<'_> {
-        Who {
-            nick: &p.member.nick,
-            prefix: &p.member.prefix,
-        }
+        p.member.who()
     }
 
     fn room(name: &str) -> RoomName<'_> {
@@ -741,9 +734,9 @@ mod tests {
             .unwrap();
         let irc: usize = said
             .iter()
-            .map(|t| format!(":ann!ann@test PRIVMSG #lobby :{t}\r\n").len())
+            .map(|t| format!(":ann!ann@chat PRIVMSG #lobby :{t}\r\n").len())
             .sum();
-        let echo = ":bob!bob@test PRIVMSG #lobby :me\r\n".len();
+        let echo = ":bob!bob@chat PRIVMSG #lobby :me\r\n".len();
         assert_eq!(queued(&b) - before.1, irc + echo);
         let kept: Vec<String> = lobby
             .history()

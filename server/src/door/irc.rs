@@ -170,7 +170,7 @@ impl Irc {
     fn who(&self) -> Who<'_> {
         Who {
             nick: &self.nick_arc,
-            prefix: &self.prefix,
+            userhost: self.conn.userhost(),
         }
     }
 
@@ -355,11 +355,11 @@ impl Irc {
             .to_owned();
         let prefix: Arc<str> = Arc::from(format!("{new}!{ident}@{}", self.host));
         let nick: Arc<str> = Arc::from(new.as_str());
-        let old_prefix = self.prefix.clone();
         let old_nick = self.nick_arc.clone();
+        let conn = self.conn.clone();
         let old = Who {
             nick: &old_nick,
-            prefix: &old_prefix,
+            userhost: conn.userhost(),
         };
         let mine = Event::Nick {
             who: old,
@@ -368,10 +368,7 @@ impl Irc {
         let wire = self.conn.wire();
         self.push(|out| mine.render(wire, out));
         self.prune();
-        let fanned = self
-            .hub
-            .rooms
-            .rename(&self.rooms, self.conn.id, old, &nick, &prefix);
+        let fanned = self.hub.rooms.rename(&self.rooms, self.conn.id, old, &nick);
         self.hub.add_fanned(fanned);
         self.prefix = prefix;
         self.nick_arc = nick;
@@ -436,6 +433,9 @@ impl Irc {
             .map_or("~user", |u| u.0.as_str())
             .to_owned();
         self.prefix = Arc::from(format!("{name}!{ident}@{}", self.host));
+        if let Some(caps) = &self.conn.irc {
+            caps.set_userhost(&format!("{ident}@{}", self.host));
+        }
         self.nick_arc = Arc::from(name.as_str());
         info!("{} IRC registered as {}", self.conn.label, self.prefix);
         self.nick = Some(name);
@@ -513,7 +513,6 @@ impl Irc {
     fn member(&self) -> Member {
         Member {
             nick: self.nick_arc.clone(),
-            prefix: self.prefix.clone(),
             conn: self.conn.clone(),
             op: false,
             voice: false,
@@ -640,7 +639,7 @@ impl Irc {
                 put_line(
                     out,
                     (!tags.is_empty()).then_some(tags.as_str()),
-                    &e.prefix,
+                    &e.who().prefix(),
                     verb,
                     &[chan],
                     Some(e.text.as_str()),
@@ -705,10 +704,7 @@ impl Irc {
         let id = self.conn.id;
         let chan = room.name.as_str();
         let left = self.hub.rooms.leave(room, id, |m| {
-            let who = Who {
-                nick: &m.nick,
-                prefix: &m.prefix,
-            };
+            let who = m.who();
             let event = Event::Part {
                 who,
                 room: chan,
@@ -855,7 +851,8 @@ impl Irc {
 
     /// One `352` line.
     fn who_line(&self, chan: &str, m: &Member, status: &str) {
-        let (user, host) = split_prefix(&m.prefix);
+        let who = m.who();
+        let (user, host) = who.user_host();
         let away = m.conn.irc.as_ref().is_some_and(|c| c.away().is_some());
         let flags = format!("{}{status}", if away { "G" } else { "H" });
         self.num(
@@ -893,7 +890,6 @@ impl Irc {
             .find_map(|r| r.read().members.get(&conn.id).cloned());
         Some(found.unwrap_or_else(|| Member {
             nick: Arc::from(name.as_str()),
-            prefix: Arc::from(format!("{name}!{name}@chat")),
             conn: conn.clone(),
             op: false,
             voice: false,
@@ -912,7 +908,8 @@ impl Irc {
         let Some(member) = self.find_member(&name, &conn) else {
             return;
         };
-        let (user, host) = split_prefix(&member.prefix);
+        let who = member.who();
+        let (user, host) = who.user_host();
         let door = if conn.irc.is_some() {
             "IRC port"
         } else {
@@ -957,7 +954,8 @@ impl Irc {
             .filter_map(|n| {
                 let (name, conn) = self.hub.user(n)?;
                 let member = self.find_member(&name, &conn)?;
-                let (user, host) = split_prefix(&member.prefix);
+                let who = member.who();
+                let (user, host) = who.user_host();
                 Some(format!("{name}=+{user}@{host}"))
             })
             .collect();
@@ -1184,9 +1182,10 @@ impl Irc {
         if self.hub.leave(&self.conn, &name) {
             let announce = self.hub.user_count() < self.hub.config.notice_limit;
             let rooms = std::mem::take(&mut self.rooms);
+            let conn = self.conn.clone();
             let who = Who {
                 nick: &self.nick_arc,
-                prefix: &self.prefix,
+                userhost: conn.userhost(),
             };
             let fanned = self
                 .hub
@@ -1218,12 +1217,6 @@ fn prefixes(m: &Member, multi: bool) -> String {
     s
 }
 
-/// `user` and `host` of `nick!user@host`.
-fn split_prefix(prefix: &str) -> (&str, &str) {
-    let rest = prefix.split_once('!').map_or(prefix, |(_, r)| r);
-    rest.split_once('@').unwrap_or((rest, "chat"))
-}
-
 /// A channel key: one printable ASCII word without commas.
 fn valid_key(k: &str) -> bool {
     !k.is_empty() && k.len() <= 32 && k.bytes().all(|b| b.is_ascii_graphic() && b != b',')
@@ -1253,11 +1246,5 @@ mod tests {
         assert_eq!(clean("\u{1}ACTION waves\u{1}", 100), "ACTION waves");
         assert_eq!(clean("\u{2}bold\u{2} \u{3}4red", 100), "bold 4red");
         assert_eq!(clean("ééé", 3), "é");
-    }
-
-    #[test]
-    fn prefixes_split() {
-        assert_eq!(split_prefix("a!~u@h"), ("~u", "h"));
-        assert_eq!(split_prefix("a"), ("a", "chat"));
     }
 }
