@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use log::{error, info, warn, LevelFilter};
+use log::{error, warn, LevelFilter};
 
 use chat_server::rt::{self, TcpListener};
 use chat_server::{Config, Shutdown};
@@ -81,6 +81,14 @@ struct Args {
     log_format: Option<LogFormat>,
 }
 
+/// Binds `what` on `bind:port`; an error names the address and what it was for.
+async fn listen(bind: IpAddr, port: u16, what: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind((bind, port)).await.map_err(|e| {
+        let addr = std::net::SocketAddr::from((bind, port));
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}"))
+    })
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     rt::set_threads(args.threads);
@@ -110,14 +118,9 @@ fn main() -> ExitCode {
         warn!("cannot catch Ctrl-C/SIGTERM: {e}");
     }
     let result = rt::block_on(async move {
-        let chat = TcpListener::bind((args.bind, args.port)).await?;
-        info!("chat port listening on {}", chat.local_addr()?);
+        let chat = listen(args.bind, args.port, "chat port").await?;
         let mailbox = match args.mailbox_port {
-            Some(port) => {
-                let listener = TcpListener::bind((args.bind, port)).await?;
-                info!("mailbox port listening on {}", listener.local_addr()?);
-                Some(listener)
-            }
+            Some(port) => Some(listen(args.bind, port, "mailbox port").await?),
             None => None,
         };
         chat_server::run(chat, mailbox, config, shutdown).await

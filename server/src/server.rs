@@ -34,6 +34,11 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> io::Result<()> {
     let services = Arc::new(Services::open(&config.data_dir, config.mailbox_cap)?);
+    // Only now, with the data open, is the server ready: say where it listens.
+    info!("chat port listening on {}", chat.local_addr()?);
+    if let Some(mailbox) = &mailbox {
+        info!("mailbox port listening on {}", mailbox.local_addr()?);
+    }
     let hub = Arc::new(Hub::new(config, shutdown.clone()));
     rt::spawn(hub.flusher.clone().run());
     rt::spawn(hub.pacer.clone().run());

@@ -33,9 +33,20 @@ pub struct Services {
 impl Services {
     /// Opens the mailbox store and loads the registry under `data_dir`.
     pub fn open(data_dir: &Path, mailbox_cap: usize) -> io::Result<Services> {
-        std::fs::create_dir_all(data_dir)?;
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot use {} as the data directory: {e}",
+                    data_dir.display()
+                ),
+            )
+        })?;
         let store = MailStore::open(data_dir, mailbox_cap)?;
-        let (registry, warnings) = Registry::load(data_dir)?;
+        let (registry, warnings) = Registry::load(data_dir).map_err(|e| {
+            let path = data_dir.join("registry.txt");
+            io::Error::new(e.kind(), format!("cannot load {}: {e}", path.display()))
+        })?;
         for w in warnings {
             warn!("registry.txt: {w}");
         }
