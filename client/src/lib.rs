@@ -16,17 +16,17 @@
 //! `main.rs` only parses the command line and calls [`run`]. The client never starts a
 //! logger: the terminal is its own.
 
-pub mod chat;
-pub mod conn;
-pub mod dialog;
-pub mod incoming;
-pub mod input;
-pub mod mailbox;
-pub mod menu;
-pub mod scripted;
-pub mod terminal;
+pub(crate) mod chat;
+pub(crate) mod conn;
+pub(crate) mod dialog;
+pub(crate) mod incoming;
+pub(crate) mod input;
+pub(crate) mod mailbox;
+pub(crate) mod menu;
+pub(crate) mod scripted;
+pub(crate) mod terminal;
 pub mod ui;
-pub mod validate;
+pub(crate) mod validate;
 
 use std::fmt;
 use std::io::{self, IsTerminal};

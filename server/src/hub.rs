@@ -229,11 +229,6 @@ impl Hub {
         names
     }
 
-    /// The connection holding `name`, if any.
-    pub fn user(&self, name: &str) -> Option<Arc<Conn>> {
-        sync::read(&self.users).get(name).cloned()
-    }
-
     /// Sends `reply` to the holder of `to`; `false` when nobody has that name.
     pub fn send_to(&self, to: &str, reply: &Reply<'_>) -> bool {
         let users = sync::read(&self.users);

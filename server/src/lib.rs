@@ -14,21 +14,21 @@
 //!
 //! The wire format (frames, commands, replies) lives in the `protocol` crate.
 
-pub mod config;
-pub mod connection;
-pub mod flood;
-pub mod hub;
-pub mod outbox;
-pub mod pacer;
-pub mod reader;
-pub mod reason;
-pub mod registry;
+mod config;
+pub(crate) mod connection;
+pub(crate) mod flood;
+pub(crate) mod hub;
+pub(crate) mod outbox;
+pub(crate) mod pacer;
+pub(crate) mod reader;
+pub(crate) mod reason;
+pub(crate) mod registry;
 pub mod rt;
-pub mod server;
-pub mod services;
-pub mod session;
-pub mod shutdown;
-pub mod store;
+pub(crate) mod server;
+pub(crate) mod services;
+pub(crate) mod session;
+mod shutdown;
+pub(crate) mod store;
 mod sync;
 
 pub use config::Config;

@@ -265,6 +265,7 @@ impl Outbox {
     }
 
     /// Unsent bytes.
+    #[cfg(test)]
     pub fn queued(&self) -> usize {
         let st = self.lock();
         st.buf.len() - st.sent
@@ -276,6 +277,7 @@ impl Outbox {
     }
 
     /// Why the connection was evicted, if it was.
+    #[cfg(test)]
     pub fn eviction(&self) -> Option<Disconnect> {
         self.lock().reason.clone()
     }
@@ -307,6 +309,7 @@ impl Outbox {
     /// On Windows the reader waits on it beside the socket: shutting a socket down there does
     /// not wake a read already waiting on it (rust-lang/rust#121594), so without it an
     /// evicted, timed-out or quitting connection would hold its name until the peer spoke.
+    #[cfg(windows)]
     pub fn closed(&self) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         let mut st = self.lock();

@@ -118,6 +118,7 @@ impl Reader {
     }
 
     /// From now on a read also ends (as at the end of the stream) when `closed` completes.
+    #[cfg(windows)]
     pub fn watch(&mut self, closed: oneshot::Receiver<()>) {
         self.closed = Some(closed);
     }

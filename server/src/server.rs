@@ -65,6 +65,8 @@ pub async fn run(
     }
     hub.flusher.close();
     services.store.close();
+    let (syncs, records) = services.store.stats();
+    info!("mail store: {records} records made durable with {syncs} syncs");
     info!("stopped");
     Ok(())
 }

@@ -106,7 +106,7 @@ use futures::channel::oneshot;
 
 use record::{put_compose, put_read, MAGIC, MAX_FIELD};
 use writer::{Handle, Writer};
-pub use writer::{COMPACT_MIN_DEAD, GATHER_MAX};
+pub use writer::COMPACT_MIN_DEAD;
 
 /// Name of the log file inside the store's directory.
 const LOG_NAME: &str = "mail.log";
