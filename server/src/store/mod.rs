@@ -223,6 +223,29 @@ enum Effect {
     },
 }
 
+/// Takes message `id` out of `user`'s mailbox (searching: normally it is the front, but a
+/// COMPOSE lost to damage must not stop a replay), and forgets an emptied mailbox: the live
+/// removal and the replay of its record do exactly the same. `false`: no such mailbox.
+fn take_out(
+    boxes: &mut HashMap<String, VecDeque<Stored>>,
+    live_bytes: &mut u64,
+    user: &str,
+    id: u64,
+) -> bool {
+    let Some(queue) = boxes.get_mut(user) else {
+        return false;
+    };
+    if let Some(index) = queue.iter().position(|m| m.id == id) {
+        if let Some(stored) = queue.remove(index) {
+            *live_bytes = live_bytes.saturating_sub(stored.size);
+        }
+    }
+    if queue.is_empty() {
+        boxes.remove(user);
+    }
+    true
+}
+
 /// Files a new message at the back of `to`'s mailbox: the live COMPOSE and the replay of its
 /// record do exactly the same.
 fn file(
@@ -530,17 +553,7 @@ impl State {
 
     /// Takes message `id` out of `user`'s mailbox, if it is there.
     fn take_out(&mut self, user: &str, id: u64) {
-        let Some(queue) = self.boxes.get_mut(user) else {
-            return;
-        };
-        if let Some(index) = queue.iter().position(|m| m.id == id) {
-            if let Some(stored) = queue.remove(index) {
-                self.live_bytes = self.live_bytes.saturating_sub(stored.size);
-            }
-        }
-        if queue.is_empty() {
-            self.boxes.remove(user);
-        }
+        take_out(&mut self.boxes, &mut self.live_bytes, user, id);
     }
 
     /// Refuses new work once closing or broken.
