@@ -18,7 +18,7 @@ pub mod mailbox;
 pub mod reply;
 pub mod text;
 
-pub use command::{Command, ParseError, ParseErrorKind};
+pub use command::{Command, ParseError, ParseErrorKind, Password};
 pub use frame::{Decoded, Decoder, FrameError, Framing, DEFAULT_MAX_MESSAGE};
 pub use mailbox::MailCommand;
 pub use reply::Reply;

@@ -21,7 +21,7 @@ use crate::outbox::{Outbox, Settings};
 use crate::reader::{Next, Reader};
 use crate::rt::{self, TcpStream};
 use crate::services::Services;
-use crate::session::{Flow, Session, Step};
+use crate::session::{Flow, Origin, Session, Step};
 use crate::shutdown::TaskGuard;
 
 /// Which protocol a listener speaks.
@@ -73,6 +73,7 @@ pub fn serve(
             warn!("{label} TCP_NODELAY: {e}");
         }
         let config = &hub.config;
+        let secure = false;
         let mut reader = Reader::new(stream.clone(), config.max_message);
         let framing = match door {
             Door::Mailbox => Framing::Line,
@@ -116,7 +117,13 @@ pub fn serve(
         hub.attach(&conn);
 
         match door {
-            Door::Chat => chat(&hub, &services, &conn, &mut reader).await,
+            Door::Chat => {
+                let origin = Origin {
+                    ip: peer.ip(),
+                    secure,
+                };
+                chat(&hub, &services, &conn, &mut reader, origin).await
+            }
             Door::Mailbox => mailbox(&hub, &services, &conn, &mut reader).await,
         }
         if hub.shutdown.is_triggered() {
@@ -181,10 +188,11 @@ fn chat<'a>(
     services: &'a Arc<Services>,
     conn: &'a Arc<Conn>,
     reader: &'a mut Reader,
+    origin: Origin,
 ) -> impl Future<Output = ()> + Send + 'a {
     async move {
         let mut bucket = flood_bucket(&hub.config);
-        let mut session = Session::new(hub.clone(), services.clone(), conn.clone());
+        let mut session = Session::new(hub.clone(), services.clone(), conn.clone(), origin);
         loop {
             let Some(payload) = next_payload(reader, hub, conn, &mut bucket).await else {
                 break;
@@ -232,6 +240,14 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
             continue;
         }
         match (MailCommand::parse(line), &user) {
+            (Some(MailCommand::Login(name)), None) if services.accounts.exists(name.as_str()) => {
+                warn!(
+                    "{} mailbox: LOGIN {name} refused: the name has an account, which this door \
+                     cannot prove; dropping the connection",
+                    conn.label
+                );
+                break;
+            }
             (Some(MailCommand::Login(name)), None) => {
                 info!("{} mailbox: LOGIN {name}", conn.label);
                 let count = services.store.count(name.as_str());

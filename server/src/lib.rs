@@ -7,13 +7,15 @@
 //! * [`session`]: the chat-port dialect: what each command does for one connection.
 //! * [`hub`]: shared names and connections, and fan-out.
 //! * [`outbox`]: each connection's byte-bounded send queue and its writer.
-//! * [`services`]: mailboxes and machines, shared by both doors.
+//! * [`services`]: mailboxes, machines and accounts, shared by both doors.
+//! * [`accounts`]: names protected by an Argon2id password; [`throttle`]: slows guessing.
 //! * [`store`]: the durable mailbox log (group commit); [`registry`]: `registry.txt`.
 //! * [`pacer`]: read coalescing for connections that stream.
 //! * [`flood`], [`shutdown`], [`config`], and [`rt`] (the only runtime-specific calls).
 //!
 //! The wire format (frames, commands, replies) lives in the `protocol` crate.
 
+pub mod accounts;
 pub mod config;
 pub mod connection;
 pub mod flood;
@@ -28,6 +30,8 @@ pub mod services;
 pub mod session;
 pub mod shutdown;
 pub mod store;
+pub mod throttle;
+pub mod tls;
 
 pub use config::Config;
 pub use server::run;

@@ -62,6 +62,9 @@ struct Args {
     /// Threads that run connection tasks (1 is fastest on small machines; see the README).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Turn TLS off: plain connections only (passwords then cross in clear text).
+    #[arg(long)]
+    no_tls: bool,
     /// Log level: off, error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     log_level: LevelFilter,

@@ -47,6 +47,26 @@ impl Client {
     pub fn connect(addr: SocketAddr, framing: Framing) -> Client {
         let stream = TcpStream::connect_timeout(&addr, TIMEOUT)
             .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        Client::over(stream, framing)
+    }
+
+    /// Connects from the local address `source` (another loopback address such as
+    /// 127.0.0.2 plays another machine).
+    pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr, framing: Framing) -> Client {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
+            .unwrap_or_else(|e| panic!("socket: {e}"));
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+        socket
+            .connect_timeout(&addr.into(), TIMEOUT)
+            .unwrap_or_else(|e| panic!("connect to {addr} from {source}: {e}"));
+        Client::over(socket.into(), framing)
+    }
+
+    /// A client over an open connection.
+    fn over(stream: TcpStream, framing: Framing) -> Client {
         let _ = stream.set_nodelay(true);
         // Writes have a deadline too: a server that stops reading fails the test, not hangs it.
         let _ = stream.set_write_timeout(Some(4 * TIMEOUT));
