@@ -23,6 +23,7 @@ use crate::rt::{self, TcpStream};
 use crate::services::Services;
 use crate::session::{Flow, Origin, Session, Step};
 use crate::shutdown::TaskGuard;
+use crate::transport::Transport;
 
 /// Which protocol a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +74,19 @@ pub fn serve(
             warn!("{label} TCP_NODELAY: {e}");
         }
         let config = &hub.config;
-        let secure = false;
+        // TLS or plain, by the first byte (boxed: the handshake's state would otherwise set
+        // the size of every connection's task).
+        let stream = match &config.tls {
+            None => Transport::Plain(stream),
+            Some(tls) => match Box::pin(crate::tls::open(stream, tls, &hub, &label)).await {
+                Some(transport) => transport,
+                None => {
+                    hub.detach(id);
+                    return;
+                }
+            },
+        };
+        let secure = stream.is_tls();
         let mut reader = Reader::new(stream.clone(), config.max_message);
         let framing = match door {
             Door::Mailbox => Framing::Line,

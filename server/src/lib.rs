@@ -7,6 +7,8 @@
 //! * [`session`]: the chat-port dialect: what each command does for one connection.
 //! * [`hub`]: shared names and connections, and fan-out.
 //! * [`outbox`]: each connection's byte-bounded send queue and its writer.
+//! * [`tls`]: the certificate and TLS detection by the first byte; [`transport`]: plain or
+//!   TLS under the reader and the outbox.
 //! * [`services`]: mailboxes, machines and accounts, shared by both doors.
 //! * [`accounts`]: names protected by an Argon2id password; [`throttle`]: slows guessing.
 //! * [`store`]: the durable mailbox log (group commit); [`registry`]: `registry.txt`.
@@ -32,6 +34,7 @@ pub mod shutdown;
 pub mod store;
 pub mod throttle;
 pub mod tls;
+pub mod transport;
 
 pub use config::Config;
 pub use server::run;

@@ -9,6 +9,7 @@ use clap::Parser;
 use log::{error, info, warn, LevelFilter};
 
 use chat_server::rt::{self, TcpListener};
+use chat_server::tls::{self, CertSource};
 use chat_server::{Config, Shutdown};
 
 /// Chat and messaging server: live chat (both framings), mailboxes, machine registry.
@@ -63,8 +64,17 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Turn TLS off: plain connections only (passwords then cross in clear text).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["tls_only", "tls_cert", "tls_key"])]
     no_tls: bool,
+    /// Refuse plain connections (TLS only).
+    #[arg(long)]
+    tls_only: bool,
+    /// TLS certificate chain (PEM); without it a self-signed one is made in the data dir.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM), with --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log level: off, error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     log_level: LevelFilter,
@@ -74,7 +84,31 @@ fn main() -> ExitCode {
     let args = Args::parse();
     rt::set_threads(args.threads);
     femme::with_level(args.log_level);
+    let tls = if args.no_tls {
+        warn!("TLS is off (--no-tls): passwords (SIGNUP, AUTH) cross the network in clear text");
+        None
+    } else {
+        let source = match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => CertSource::Files { cert, key },
+            _ => CertSource::SelfSigned(args.data_dir.clone()),
+        };
+        match tls::settings(&source, args.tls_only) {
+            Ok(settings) => {
+                info!(
+                    "TLS on{}; certificate SHA-256 fingerprint {}",
+                    if args.tls_only { " (TLS only)" } else { "" },
+                    settings.fingerprint
+                );
+                Some(settings)
+            }
+            Err(e) => {
+                error!("TLS certificate: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
     let config = Config {
+        tls,
         data_dir: args.data_dir,
         max_users: args.max_users,
         mailbox_cap: args.mailbox_cap,

@@ -20,7 +20,8 @@ use log::{debug, warn};
 
 use protocol::{Framing, Reply};
 
-use crate::rt::{self, TcpStream};
+use crate::rt;
+use crate::transport::Transport;
 
 /// Unsent bytes that are written at once instead of waiting for the flusher's pass.
 const WRITE_AT: usize = 4096;
@@ -64,8 +65,8 @@ pub struct Outbox {
     state: Mutex<State>,
     /// Most unsent bytes allowed.
     cap: usize,
-    /// The socket, for direct writes and the slow-path writer.
-    stream: TcpStream,
+    /// The socket (plain or TLS), for direct writes and the slow-path writer.
+    stream: Transport,
     /// The framing the peer speaks, for the eviction notice.
     framing: Framing,
     /// Whether an evicted peer is told why (the strict mailbox door says nothing of its own).
@@ -104,7 +105,12 @@ pub struct Settings {
 
 impl Outbox {
     /// An empty outbox writing to `stream`.
-    pub fn new(stream: TcpStream, settings: Settings, flusher: Arc<Flusher>) -> Arc<Outbox> {
+    pub fn new(
+        stream: impl Into<Transport>,
+        settings: Settings,
+        flusher: Arc<Flusher>,
+    ) -> Arc<Outbox> {
+        let stream = stream.into();
         Arc::new(Outbox {
             state: Mutex::new(State {
                 buf: Vec::new(),
@@ -256,7 +262,7 @@ impl Outbox {
         if clean && self.last_words {
             let mut notice = Vec::new();
             Reply::Error(reason).render(self.framing, &mut notice);
-            let _ = rt::try_write(&self.stream, &notice);
+            let _ = self.stream.try_write(&notice);
         }
         self.shut(&mut st);
     }
@@ -286,7 +292,7 @@ impl Outbox {
     fn write_now(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
         while st.sent < st.buf.len() {
             let from = st.sent;
-            match rt::try_write(&self.stream, &st.buf[from..]) {
+            match self.stream.try_write(&st.buf[from..]) {
                 Ok(n) => st.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     st.writing = true;
@@ -311,7 +317,6 @@ impl Outbox {
     /// The slow path: waits for the socket to take the backlog, then gives it back to the
     /// flusher. A write that makes no progress for `stall` evicts the peer.
     async fn write_slowly(self: Arc<Self>) {
-        use async_std::io::WriteExt;
         let mut chunk = Vec::new();
         loop {
             {
@@ -332,8 +337,7 @@ impl Outbox {
                 st.buf.clear();
                 st.sent = 0;
             }
-            let mut stream = &self.stream;
-            match rt::timeout(self.stall, stream.write_all(&chunk)).await {
+            match rt::timeout(self.stall, self.stream.write_all(&chunk)).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     // Still `writing`: the socket may hold half a message, so no notice.
@@ -424,7 +428,7 @@ impl Flusher {
 mod tests {
     use super::*;
     use async_std::io::ReadExt;
-    use async_std::net::TcpListener;
+    use async_std::net::{TcpListener, TcpStream};
 
     fn settings(cap: usize) -> Settings {
         Settings {
