@@ -34,6 +34,8 @@ const COMMANDS: &[(&str, Option<&str>, &str)] = &[
 const CLIENT_COMMANDS: &[&str] = &[
     "/compose <name> [text]   COMPOSE made easy (asks for the text if not given)",
     "/post <user@machine>     POST made easy (asks for the subject and body)",
+    "/signup <name>           create an account (asks for the password, not shown)",
+    "/auth <name>             sign in to your account (asks for the password, not shown)",
     "/quit                    leave (also Ctrl-C, or Ctrl-D on an empty line)",
     "/help                    this list",
     "Keys: arrows, Home/End, Backspace/Delete, Ctrl-W word, Ctrl-U line, Esc cancels",
@@ -219,6 +221,7 @@ impl Chat {
                 let step = self.composer.feed(&format!("POST {args}"));
                 self.step(step).await?;
             }
+            "signup" | "auth" => self.password_command(rest).await?,
             _ => self.say(
                 Kind::Error,
                 &format!("Unknown client command /{verb}: /help lists the commands."),
@@ -226,6 +229,28 @@ impl Chat {
         }
         self.update_prompt();
         Ok(Flow::Continue)
+    }
+
+    /// `/signup <name>` and `/auth <name>`: asks for the password without echo, then sends.
+    async fn password_command(&mut self, line: &str) -> Result<(), ConnError> {
+        let Some((verb, name)) =
+            crate::secret::parse(&format!("/{line}")).map(|(v, n)| (v, n.to_owned()))
+        else {
+            return Ok(());
+        };
+        if let Err(why) = crate::secret::check_name(&name) {
+            self.say(Kind::Error, &format!("Not sent: {why}"));
+            return Ok(());
+        }
+        let prompt = format!("password for {name} (not shown): ");
+        match self.session.ui.read_secret(&prompt).await {
+            None => self.say(Kind::Plain, "Cancelled; nothing was sent."),
+            Some(password) => match crate::secret::command(verb, &name, &password) {
+                Ok(command) => self.session.writer.send(&[command]).await?,
+                Err(why) => self.say(Kind::Error, &format!("Not sent: {why}")),
+            },
+        }
+        Ok(())
     }
 
     fn help(&mut self) {

@@ -3,6 +3,8 @@
 //! Layout, one layer per file:
 //!
 //! * [`conn`]: the socket: connect, read whole messages (cancel-safe), write batches.
+//! * [`tls`]: `--tls`: the TLS session and how the server is trusted (CA, pinned
+//!   fingerprint, or trust on first use); [`secret`]: passwords for `/signup` and `/auth`.
 //! * [`validate`]: client-side checks; holds COMPOSE/POST until their follow-ups are valid.
 //! * [`incoming`]: sorts what the server says (notices, broadcasts, replies).
 //! * [`input`]: the line editor, a pure state machine (keys in, outcomes out).
@@ -23,7 +25,9 @@ pub mod input;
 pub mod mailbox;
 pub mod menu;
 pub mod scripted;
+pub mod secret;
 pub mod terminal;
+pub mod tls;
 pub mod ui;
 pub mod validate;
 

@@ -56,6 +56,15 @@ pub async fn run(host: &str, port: u16) -> Result<(), ConnError> {
             }
             Turn::Stdin(Some(StdinLine::Text(line))) => {
                 line_no += 1;
+                // `/signup <name>`, `/auth <name>`: the password comes from CHAT_PASSWORD.
+                let line = match crate::secret::script_line(&line) {
+                    None => line,
+                    Some(Ok(command)) => command,
+                    Some(Err(why)) => {
+                        err_line(&format!("line {line_no}: not sent: {why}"));
+                        continue;
+                    }
+                };
                 if send_line(&mut composer, &mut writer, line_no, &line).await? {
                     reading = false;
                     writer.finish();
