@@ -137,3 +137,46 @@ fn menu_and_mailbox_over_tls() {
     bob.expect("Goodbye.");
     bob.expect_success();
 }
+
+/// At a terminal, `/signup` and `/auth` ask for the password and never show it.
+#[cfg(unix)]
+#[test]
+fn interactive_signup_and_auth_hide_the_password() {
+    let s = Server::start(&[]);
+    let fp = s.fingerprint();
+    let Some(p) = crate::pane::Pane::start(s.addr, &["--tls", "--fingerprint", &fp]) else {
+        return;
+    };
+    p.wait_for("Connected to");
+    p.enter("/signup dave");
+    p.wait_for("password for dave (not shown):");
+    p.type_text("hidden pass 1");
+    p.keys(&["Enter"]);
+    p.wait_for("HELLO dave");
+    p.wait_input("dave>", 6);
+    assert!(!p.screen().contains("hidden pass"), "{}", p.screen());
+    p.enter("/quit");
+    p.expect_exit(0);
+    let Some(again) = crate::pane::Pane::start(s.addr, &["--tls", "--fingerprint", &fp]) else {
+        return;
+    };
+    again.wait_for("Connected to");
+    again.enter("/auth dave");
+    again.wait_for("password for dave (not shown):");
+    again.type_text("wrong pass 2");
+    again.keys(&["Enter"]);
+    again.wait_for("Auth Failed");
+    again.enter("/auth dave");
+    again.wait_for("password for dave (not shown):");
+    again.type_text("typo");
+    again.keys(&["Escape"]);
+    again.wait_for("Cancelled; nothing was sent.");
+    again.enter("/auth dave");
+    again.type_text("hidden pass 1");
+    again.keys(&["Enter"]);
+    again.wait_for("HELLO dave");
+    let screen = again.screen();
+    for secret in ["hidden pass", "wrong pass", "typo"] {
+        assert!(!screen.contains(secret), "{secret} shown:\n{screen}");
+    }
+}

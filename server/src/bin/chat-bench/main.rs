@@ -14,6 +14,10 @@
 //!   comes back exactly once and in its sender's order. `read` runs only the read-back.
 //!   The server needs `--mailbox-cap` of at least C × M / T and `--max-users` of C + T.
 //!
+//! * `handshakes -m M -c C` and `auth -c C -t T --duration D`: TLS handshakes per second,
+//!   and AUTH throughput with the chat latency others see during an AUTH storm (`trust.rs`).
+//!   `--tls` runs any scenario inside TLS.
+//!
 //! Every payload is `@@t=<send time, ns> s=<sender> q=<sequence>` (chatload's format), so
 //! latency is measured on one monotonic clock. All connections run on this one thread
 //! (async-std `block_on` over every client); every read and write has a timeout and every
@@ -25,14 +29,17 @@
 //! Layout: `main.rs` parses the options, holds the payload format and picks the scenario;
 //! `conn.rs` is one client connection (socket, framing, timeouts) and its handshake;
 //! `phase.rs` the start gate, clock and supervisor of a measured phase; `traffic.rs` the
-//! fanout, dm and idle scenarios; `mail.rs` compose and read; `report.rs` the /proc
+//! fanout, dm and idle scenarios; `mail.rs` compose and read; `trust.rs` handshakes and
+//! auth; `stream.rs` plain or TLS under a connection; `report.rs` the /proc
 //! readings, latency percentiles, error tally and the human and `--json` output.
 
 mod conn;
 mod mail;
 mod phase;
 mod report;
+mod stream;
 mod traffic;
+mod trust;
 
 use std::cell::Cell;
 use std::process::ExitCode;
@@ -56,6 +63,11 @@ enum Scenario {
     Compose,
     /// Only READ back what a `compose --no-read` run with the same -c/-m/-t left.
     Read,
+    /// M connections opened (TLS with --tls), greeted and closed by C workers: per second.
+    Handshakes,
+    /// T accounts; a probe pair chats while C workers AUTH on fresh connections: AUTHs per
+    /// second and the probe's latency, quiet and during the storm.
+    Auth,
 }
 
 /// The command line.
@@ -123,6 +135,12 @@ struct Args {
     /// compose: skip the read-back.
     #[arg(long)]
     no_read: bool,
+    /// Speak TLS (any server certificate is accepted: this measures, it does not verify).
+    #[arg(long)]
+    tls: bool,
+    /// auth: seconds of each phase (quiet, then storm).
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
     /// Free text copied into the report.
     #[arg(long, default_value = "")]
     label: String,
@@ -184,6 +202,8 @@ fn main() -> ExitCode {
     let clean = task::block_on(async {
         match a.scenario {
             Scenario::Compose | Scenario::Read => mail::mail(&a).await,
+            Scenario::Handshakes => trust::handshakes(&a).await,
+            Scenario::Auth => trust::auth(&a).await,
             _ => traffic::traffic(&a).await,
         }
     });
