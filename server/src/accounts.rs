@@ -16,8 +16,9 @@
 //! # Hashing
 //!
 //! Argon2id is slow on purpose (tens of milliseconds and 19 MiB per hash), so hashes run on
-//! blocking threads, at most [`HASHES_AT_ONCE`] at a time: a storm of AUTH attempts waits
-//! in line for a permit and never takes the executor thread from chat. A check against an
+//! blocking threads, at most [`hashes_at_once`] at a time, each followed by a rest as long
+//! as itself: a storm of AUTH attempts waits in line for a permit, never takes the executor
+//! thread from chat, and leaves the machine's cores half free. A check against an
 //! unknown account still hashes (against a dummy hash), so the answer's timing does not tell
 //! whether the account exists; the comparison itself is constant-time (`password-hash`).
 
@@ -40,8 +41,14 @@ use crate::rt;
 const FILE_NAME: &str = "accounts.txt";
 /// Name of the temporary file a change is written to before the rename.
 const TMP_NAME: &str = "accounts.txt.tmp";
-/// Most Argon2 hashes computed at once (each takes a blocking thread and 19 MiB).
-pub const HASHES_AT_ONCE: usize = 2;
+/// Most Argon2 hashes computed at once (each takes a blocking thread and 19 MiB): one core
+/// fewer than the machine has (at least one, at most four), so chat keeps a core of its own
+/// while an AUTH storm hashes.
+pub fn hashes_at_once() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .clamp(1, 4)
+}
 
 /// Why an account could not be created.
 #[derive(Debug)]
@@ -133,8 +140,9 @@ impl Accounts {
                 hashes.insert(name.to_owned(), Arc::from(phc));
             }
         }
-        let permits = async_channel::bounded(HASHES_AT_ONCE);
-        for _ in 0..HASHES_AT_ONCE {
+        let at_once = hashes_at_once();
+        let permits = async_channel::bounded(at_once);
+        for _ in 0..at_once {
             let _ = permits.0.try_send(());
         }
         // The dummy's own password is random and forgotten: nothing ever matches it.
@@ -171,12 +179,19 @@ impl Accounts {
             .unwrap_or(false)
     }
 
-    /// Runs `work` on a blocking thread once a hashing permit is free.
+    /// Runs `work` on a blocking thread once a hashing permit is free. The permit comes back
+    /// only after a rest as long as the hash took, so a storm of hashes keeps at most half of
+    /// each hashing core busy and chat is never starved of CPU.
     async fn hashing<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
         // The channel is never closed while `self` lives (it holds the sender).
         let _ = self.permits.1.recv().await;
+        let started = std::time::Instant::now();
         let result = rt::blocking(work).await;
-        let _ = self.permits.0.try_send(());
+        let (permits, rest) = (self.permits.0.clone(), started.elapsed());
+        rt::spawn(async move {
+            rt::sleep(rest).await;
+            let _ = permits.try_send(());
+        });
         result
     }
 

@@ -108,6 +108,12 @@ impl Write for NonBlocking<'_, '_> {
         self.with(|cx| Pin::new(&mut tcp).poll_write(cx, buf))
     }
 
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        // rustls hands over its queued records together: one system call for all of them.
+        let mut tcp = self.tcp;
+        self.with(|cx| Pin::new(&mut tcp).poll_write_vectored(cx, bufs))
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
