@@ -140,6 +140,7 @@ impl TlsStream {
         stream
     }
 
+    /// The rustls state, locked (briefly: nothing waits while holding it).
     fn lock(&self) -> MutexGuard<'_, TlsState> {
         // A panic under this lock leaves rustls mid-call: the stream then fails cleanly.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
