@@ -298,3 +298,18 @@ fn account_survives_kill_9_right_after_signup() {
     c.send(&format!("AUTH {alice} durable password"));
     c.expect(&format!("HELLO {alice}"));
 }
+
+/// A strict-door session that logged in before the name got an account loses it at its next
+/// command.
+#[test]
+fn strict_door_session_ends_when_its_name_gets_an_account() {
+    let s = server(&["--mailbox-port", "0"]);
+    let bob = unique("bob");
+    let mut door = s.mailbox();
+    door.send(&format!("LOGIN {bob}"));
+    door.expect("0");
+    drop(signup(&s, Framing::Line, &bob, "bob now has one"));
+    door.send("READ");
+    door.expect_closed_silently();
+    assert!(s.wait_log("now has an account", chat_tests::TIMEOUT));
+}

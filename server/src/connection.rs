@@ -240,6 +240,17 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
             warn!("{} mailbox: text is not printable; dropping", conn.label);
             break;
         };
+        // A name that got an account since this session's LOGIN is no longer this door's.
+        if let Some(me) = user
+            .as_ref()
+            .filter(|me| services.accounts.exists(me.as_str()))
+        {
+            warn!(
+                "{} mailbox: {me} now has an account, which this door cannot prove; dropping",
+                conn.label
+            );
+            break;
+        }
         if let Some(to) = compose_to.take() {
             let from = user.as_ref().map_or("", |u| u.as_str());
             // Boxed, like every disk-bound wait: an idle connection's task stays small.
