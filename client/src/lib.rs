@@ -3,6 +3,8 @@
 //! Layout, one layer per file:
 //!
 //! * [`conn`]: the socket: connect, read whole messages (cancel-safe), write batches.
+//! * [`tls`]: `--tls`: the TLS session and how the server is trusted (CA, pinned
+//!   fingerprint, or trust on first use); [`secret`]: passwords for `/signup` and `/auth`.
 //! * [`validate`]: client-side checks; holds COMPOSE/POST until their follow-ups are valid.
 //! * [`incoming`]: what the server says, read by the protocol crate's classifier, with
 //!   multi-message replies and events put back together.
@@ -24,7 +26,9 @@ pub(crate) mod input;
 pub(crate) mod mailbox;
 pub(crate) mod menu;
 pub(crate) mod scripted;
+pub(crate) mod secret;
 pub(crate) mod terminal;
+pub mod tls;
 pub mod ui;
 pub(crate) mod validate;
 

@@ -176,6 +176,8 @@ const REFUSALS: &[&str] = &[
     "Auth Failed",
     "Password Required",
     "TLS Required",
+    "Account Exists:",
+    "Machine Owned:",
     "ALREADY REGISTERED ",
     "MESSAGE FAILED",
     "READ ERROR",
@@ -358,11 +360,17 @@ mod tests {
             Reply::Ping => (38, vec![E]),
             Reply::Quit(_) => (39, vec![E]),
             Reply::Error(_) => (40, vec![E]),
+            Reply::PasswordRequired(_) => (41, vec![F]),
+            Reply::AuthFailed => (42, vec![F]),
+            Reply::AuthThrottled(_) => (43, vec![F]),
+            Reply::AccountExists(_) => (44, vec![F]),
+            Reply::TlsRequired => (45, vec![F]),
+            Reply::MachineOwned(_) => (46, vec![F]),
         }
     }
 
     /// How many variants `expected` numbers.
-    const VARIANTS: usize = 41;
+    const VARIANTS: usize = 47;
 
     #[test]
     fn every_reply_and_event_reads_back_as_what_it_is() {
@@ -438,6 +446,12 @@ mod tests {
             Reply::Ping,
             Reply::Quit("server shutting down"),
             Reply::Error("send queue full"),
+            Reply::PasswordRequired(&a),
+            Reply::AuthFailed,
+            Reply::AuthThrottled(30),
+            Reply::AccountExists(&a),
+            Reply::TlsRequired,
+            Reply::MachineOwned(&m),
         ];
         let mut seen = [false; VARIANTS];
         // One classifier for the whole stream, as a client has: state carries over.

@@ -37,6 +37,8 @@ pub struct Config {
     /// A connection that streams is read at most once per this period (zero: as soon as
     /// bytes arrive); see [`crate::pacer`].
     pub read_coalesce: Duration,
+    /// TLS settings (`None`: TLS off; see [`crate::tls`]).
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 impl Default for Config {
@@ -56,6 +58,7 @@ impl Default for Config {
             max_message: protocol::DEFAULT_MAX_MESSAGE,
             notice_limit: 1000,
             read_coalesce: Duration::from_millis(5),
+            tls: None,
         }
     }
 }

@@ -202,6 +202,24 @@ impl Hub {
         Joined::Yes
     }
 
+    /// Gives `name` to `conn` even when another connection holds it (a proven account takes
+    /// its name back from an older, perhaps half-open, connection); returns that holder,
+    /// which the caller evicts. A free name is joined as usual.
+    pub fn take_over(&self, conn: &Arc<Conn>, name: &Name<'static>) -> (Joined, Option<Arc<Conn>>) {
+        {
+            let Ok(mut users) = self.users.write() else {
+                return (Joined::Full, None);
+            };
+            if let Some(holder) = users.get(name.as_str()) {
+                if holder.id != conn.id {
+                    let old = users.insert(name.clone(), conn.clone());
+                    return (Joined::Yes, old);
+                }
+            }
+        }
+        (self.join(conn, name), None)
+    }
+
     /// Frees `name` if `conn` holds it, and tells everyone.
     pub fn leave(&self, conn: &Conn, name: &Name<'static>) {
         let remaining = {
@@ -227,6 +245,11 @@ impl Hub {
         let mut names: Vec<_> = sync::read(&self.users).keys().cloned().collect();
         names.sort();
         names
+    }
+
+    /// The connection holding `name`, if any.
+    pub fn user(&self, name: &str) -> Option<Arc<Conn>> {
+        sync::read(&self.users).get(name).cloned()
     }
 
     /// Sends `reply` to the holder of `to`; `false` when nobody has that name.

@@ -7,13 +7,17 @@
 //! * [`session`]: the chat-port dialect: what each command does for one connection.
 //! * [`hub`]: shared names and connections, and fan-out.
 //! * [`outbox`]: each connection's byte-bounded send queue and its writer.
-//! * [`services`]: mailboxes and machines, shared by both doors.
+//! * [`tls`]: the certificate and TLS detection by the first byte; [`transport`]: plain or
+//!   TLS under the reader and the outbox.
+//! * [`services`]: mailboxes, machines and accounts, shared by both doors.
+//! * [`accounts`]: names protected by an Argon2id password; [`throttle`]: slows guessing.
 //! * [`store`]: the durable mailbox log (group commit); [`registry`]: `registry.txt`.
 //! * [`pacer`]: read coalescing for connections that stream.
 //! * [`flood`], [`shutdown`], [`config`], and [`rt`] (the only runtime-specific calls).
 //!
 //! The wire format (frames, commands, replies) lives in the `protocol` crate.
 
+pub(crate) mod accounts;
 mod config;
 pub(crate) mod connection;
 pub(crate) mod flood;
@@ -30,6 +34,9 @@ pub(crate) mod session;
 mod shutdown;
 pub(crate) mod store;
 mod sync;
+pub(crate) mod throttle;
+pub mod tls;
+pub(crate) mod transport;
 
 pub use config::Config;
 pub use server::run;

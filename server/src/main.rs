@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use log::{error, warn, LevelFilter};
+use log::{error, info, warn, LevelFilter};
 
 use chat_server::rt::{self, TcpListener};
+use chat_server::tls::{self, CertSource};
 use chat_server::{Config, Shutdown};
 
 use crate::logfmt::LogFormat;
@@ -72,6 +73,18 @@ struct Args {
     /// Threads that run connection tasks (1 is fastest on small machines; see the README).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Turn TLS off: plain connections only (passwords then cross in clear text).
+    #[arg(long, conflicts_with_all = ["tls_only", "tls_cert", "tls_key"])]
+    no_tls: bool,
+    /// Refuse plain connections (TLS only).
+    #[arg(long)]
+    tls_only: bool,
+    /// TLS certificate chain (PEM); without it a self-signed one is made in the data dir.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM), with --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log level: off, error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     log_level: LevelFilter,
@@ -96,7 +109,31 @@ fn main() -> ExitCode {
         args.log_format.unwrap_or_else(LogFormat::for_stdout),
         args.log_level,
     );
+    let tls = if args.no_tls {
+        warn!("TLS is off (--no-tls): passwords (SIGNUP, AUTH) cross the network in clear text");
+        None
+    } else {
+        let source = match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => CertSource::Files { cert, key },
+            _ => CertSource::SelfSigned(args.data_dir.clone()),
+        };
+        match tls::settings(&source, args.tls_only) {
+            Ok(settings) => {
+                info!(
+                    "TLS on{}; certificate SHA-256 fingerprint {}",
+                    if args.tls_only { " (TLS only)" } else { "" },
+                    settings.fingerprint
+                );
+                Some(settings)
+            }
+            Err(e) => {
+                error!("TLS certificate: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
     let config = Config {
+        tls,
         data_dir: args.data_dir,
         max_users: args.max_users,
         mailbox_cap: args.mailbox_cap,

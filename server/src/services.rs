@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -15,10 +16,12 @@ use log::{error, info, warn};
 
 use protocol::{Name, Reply, Sender, Text};
 
+use crate::accounts::Accounts;
 use crate::hub::Conn;
-use crate::registry::Registry;
+use crate::registry::{Owner, Registry};
 use crate::rt;
 use crate::store::{Composed, Mail, MailStore};
+use crate::throttle::{Policy, Throttle};
 
 /// The shared services.
 pub struct Services {
@@ -28,6 +31,12 @@ pub struct Services {
     registry: Arc<Mutex<Registry>>,
     /// Which connection speaks for each registered machine; also serialises registry writes.
     bound: AsyncMutex<HashMap<String, Arc<Conn>>>,
+    /// Names protected by a password.
+    pub accounts: Accounts,
+    /// Failed AUTHs per account name.
+    pub guesses_by_name: Throttle<String>,
+    /// Failed AUTHs per peer address.
+    pub guesses_by_addr: Throttle<IpAddr>,
 }
 
 impl Services {
@@ -50,15 +59,23 @@ impl Services {
         for w in warnings {
             warn!("registry.txt: {w}");
         }
+        let (accounts, warnings) = Accounts::load(data_dir)?;
+        for w in warnings {
+            warn!("accounts.txt: {w}");
+        }
         info!(
-            "data in {}: {} registered machines",
+            "data in {}: {} registered machines, {} accounts",
             data_dir.display(),
-            registry.names().count()
+            registry.names().count(),
+            accounts.len()
         );
         Ok(Services {
             store,
             registry: Arc::new(Mutex::new(registry)),
             bound: AsyncMutex::new(HashMap::new()),
+            accounts,
+            guesses_by_name: Throttle::new(Policy::ACCOUNT),
+            guesses_by_addr: Throttle::new(Policy::ADDRESS),
         })
     }
 
@@ -93,19 +110,22 @@ impl Services {
         .await
     }
 
-    fn is_registered(&self, machine: &str) -> bool {
+    /// `None`: not registered; `Some(None)`: registered without an owner (older file).
+    fn owner_of(&self, machine: &str) -> Option<Option<Owner>> {
         self.registry
             .lock()
-            .map(|r| r.contains(machine))
-            .unwrap_or(false)
+            .ok()
+            .and_then(|r| r.owner(machine).map(|o| o.cloned()))
     }
 
-    /// REGISTER: replies to `conn`; returns the machine it now speaks for, if that changed.
+    /// REGISTER by `owner`: replies to `conn`; returns the machine it now speaks for, if that
+    /// changed. A machine registered by another owner is refused.
     pub async fn register(
         &self,
         conn: &Arc<Conn>,
         current: Option<&Name<'static>>,
         machine: &Name<'static>,
+        owner: &Owner,
     ) -> Option<Name<'static>> {
         if let Some(current) = current {
             let _ = if current == machine {
@@ -116,7 +136,33 @@ impl Services {
             return None;
         }
         let mut bound = self.bound.lock().await;
-        if self.is_registered(machine.as_str()) {
+        if let Some(existing) = self.owner_of(machine.as_str()) {
+            match existing {
+                Some(existing) if existing != *owner => {
+                    warn!(
+                        "{} REGISTER {machine} refused: it belongs to {existing}, not {owner}",
+                        conn.label
+                    );
+                    let _ = conn.send(&Reply::MachineOwned(machine));
+                    return None;
+                }
+                Some(_) => {}
+                None => {
+                    let (name, claimant) = (machine.as_str().to_owned(), owner.clone());
+                    if let Err(e) = self
+                        .persist(move |r| r.claim(&name, claimant).map(|()| true))
+                        .await
+                    {
+                        error!("registry write failed: {e}");
+                        let _ = conn.send(&Reply::Failed("the registry could not be written"));
+                        return None;
+                    }
+                    info!(
+                        "{} claimed unowned machine {machine} for {owner}",
+                        conn.label
+                    );
+                }
+            }
             if let Some(holder) = bound.get(machine.as_str()) {
                 if !holder.outbox.is_closing() {
                     let _ = conn.send(&Reply::MachineInUse(machine));
@@ -128,11 +174,14 @@ impl Services {
             let _ = conn.send(&Reply::AlreadyRegistered(machine));
             return Some(machine.clone());
         }
-        let name = machine.clone();
-        match self.persist(move |r| r.insert(&name)).await {
+        let (name, claimant) = (machine.clone(), owner.clone());
+        match self
+            .persist(move |r| r.insert_owned(&name, Some(claimant)))
+            .await
+        {
             Ok(_) => {
                 bound.insert(machine.as_str().to_owned(), conn.clone());
-                info!("{} registered machine {machine}", conn.label);
+                info!("{} registered machine {machine} for {owner}", conn.label);
                 let _ = conn.send(&Reply::Registered(machine));
                 Some(machine.clone())
             }

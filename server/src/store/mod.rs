@@ -105,8 +105,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use futures::channel::oneshot;
 
 use record::{put_compose, put_read, MAGIC, MAX_FIELD};
-use writer::{Handle, Writer};
 pub use writer::COMPACT_MIN_DEAD;
+use writer::{Handle, Writer};
 
 /// Name of the log file inside the store's directory.
 const LOG_NAME: &str = "mail.log";
