@@ -36,6 +36,7 @@ use protocol::Name;
 
 use crate::registry::sync_dir;
 use crate::rt;
+use crate::sync;
 
 /// Name of the accounts file inside the data directory.
 const FILE_NAME: &str = "accounts.txt";
@@ -163,7 +164,7 @@ impl Accounts {
 
     /// How many accounts exist.
     pub fn len(&self) -> usize {
-        self.hashes.read().map(|h| h.len()).unwrap_or(0)
+        sync::read(&self.hashes).len()
     }
 
     /// Whether there are none.
@@ -174,10 +175,7 @@ impl Accounts {
 
     /// Whether `name` has an account.
     pub fn exists(&self, name: &str) -> bool {
-        self.hashes
-            .read()
-            .map(|h| h.contains_key(name))
-            .unwrap_or(false)
+        sync::read(&self.hashes).contains_key(name)
     }
 
     /// Runs `work` on a blocking thread once a hashing permit is free. The permit comes back
@@ -198,7 +196,8 @@ impl Accounts {
 
     /// Whether `password` is `name`'s. An unknown account costs the same hash as a known one.
     pub async fn check(&self, name: &str, password: &str) -> bool {
-        let (stored, known) = match self.hashes.read().ok().and_then(|h| h.get(name).cloned()) {
+        let known_hash = sync::read(&self.hashes).get(name).cloned();
+        let (stored, known) = match known_hash {
             Some(stored) => (stored, true),
             None => (self.dummy.clone(), false),
         };
@@ -218,9 +217,7 @@ impl Accounts {
             .await
             .map_err(SignupError::Io)?;
         let text = {
-            let Ok(mut hashes) = self.hashes.write() else {
-                return Err(SignupError::Io(io::Error::other("accounts lock poisoned")));
-            };
+            let mut hashes = sync::write(&self.hashes);
             if hashes.contains_key(name) {
                 return Err(SignupError::Exists);
             }
@@ -229,14 +226,12 @@ impl Accounts {
         };
         let (dir, file) = (self.dir.clone(), self.file.clone());
         let written = rt::blocking(move || {
-            let _guard = file.lock().unwrap_or_else(|p| p.into_inner());
+            let _guard = sync::lock(&file);
             persist(&dir, &text)
         })
         .await;
         if let Err(e) = written {
-            if let Ok(mut hashes) = self.hashes.write() {
-                hashes.remove(name);
-            }
+            sync::write(&self.hashes).remove(name);
             return Err(SignupError::Io(e));
         }
         Ok(())

@@ -207,9 +207,7 @@ impl Hub {
     /// which the caller evicts. A free name is joined as usual.
     pub fn take_over(&self, conn: &Arc<Conn>, name: &Name<'static>) -> (Joined, Option<Arc<Conn>>) {
         {
-            let Ok(mut users) = self.users.write() else {
-                return (Joined::Full, None);
-            };
+            let mut users = sync::write(&self.users);
             if let Some(holder) = users.get(name.as_str()) {
                 if holder.id != conn.id {
                     let old = users.insert(name.clone(), conn.clone());

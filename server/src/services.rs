@@ -21,6 +21,7 @@ use crate::hub::Conn;
 use crate::registry::{Owner, Registry};
 use crate::rt;
 use crate::store::{Composed, Mail, MailStore};
+use crate::sync;
 use crate::throttle::{Policy, Throttle};
 
 /// The shared services.
@@ -103,19 +104,14 @@ impl Services {
         F: FnOnce(&mut Registry) -> io::Result<bool> + Send + 'static,
     {
         let registry = self.registry.clone();
-        rt::blocking(move || match registry.lock() {
-            Ok(mut registry) => change(&mut registry),
-            Err(_) => Err(io::Error::other("registry lock poisoned")),
-        })
-        .await
+        rt::blocking(move || change(&mut sync::lock(&registry))).await
     }
 
     /// `None`: not registered; `Some(None)`: registered without an owner (older file).
     fn owner_of(&self, machine: &str) -> Option<Option<Owner>> {
-        self.registry
-            .lock()
-            .ok()
-            .and_then(|r| r.owner(machine).map(|o| o.cloned()))
+        sync::lock(&self.registry)
+            .owner(machine)
+            .map(|o| o.cloned())
     }
 
     /// REGISTER by `owner`: replies to `conn`; returns the machine it now speaks for, if that
@@ -233,10 +229,10 @@ impl Services {
             body,
         };
         let mut bound = self.bound.lock().await;
-        let machines: Vec<String> = match self.registry.lock() {
-            Ok(r) => r.names().map(str::to_owned).collect(),
-            Err(_) => Vec::new(),
-        };
+        let machines: Vec<String> = sync::lock(&self.registry)
+            .names()
+            .map(str::to_owned)
+            .collect();
         let mut delivered = 0;
         let mut dead = Vec::new();
         for machine in machines {

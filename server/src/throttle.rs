@@ -89,7 +89,7 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
 
     /// `Err(wait)` while `key` must not be tried yet.
     pub fn check(&self, key: &K, now: Instant) -> Result<(), Duration> {
-        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let records = crate::sync::lock(&self.records);
         match records.get(key) {
             Some(r) if r.until > now => Err(r.until - now),
             _ => Ok(()),
@@ -98,7 +98,7 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
 
     /// Records a failure at `now`.
     pub fn fail(&self, key: &K, now: Instant) {
-        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let mut records = crate::sync::lock(&self.records);
         if records.len() >= MAX_KEYS {
             records.retain(|_, r| r.until > now);
         }
@@ -112,7 +112,7 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
 
     /// Clears `key` after a success.
     pub fn succeed(&self, key: &K) {
-        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let mut records = crate::sync::lock(&self.records);
         records.remove(key);
     }
 }

@@ -143,7 +143,7 @@ impl TlsStream {
     /// The rustls state, locked (briefly: nothing waits while holding it).
     fn lock(&self) -> MutexGuard<'_, TlsState> {
         // A panic under this lock leaves rustls mid-call: the stream then fails cleanly.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Writes pending ciphertext without waiting; true when none is left. A socket error

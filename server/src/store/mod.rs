@@ -108,6 +108,8 @@ use record::{put_compose, put_read, MAGIC, MAX_FIELD};
 pub use writer::COMPACT_MIN_DEAD;
 use writer::{Handle, Writer};
 
+use crate::sync;
+
 /// Name of the log file inside the store's directory.
 const LOG_NAME: &str = "mail.log";
 /// Name of the file compaction writes before renaming it over the log.
@@ -355,9 +357,7 @@ impl MailStore {
             return;
         }
         let rx = {
-            let Ok(mut state) = self.inner.shared.state.lock() else {
-                return;
-            };
+            let mut state = sync::lock(&self.inner.shared.state);
             if !state.loading {
                 return;
             }
@@ -373,11 +373,8 @@ impl MailStore {
     /// [`MailStore::loaded`] first, so only tests ever wait here.
     fn loaded_state(&self) -> MutexGuard<'_, State> {
         let shared = &self.inner.shared;
-        // Reading cannot make a poisoned state worse, so take it anyway.
-        let mut state = shared
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Poisoned or not (see crate::sync).
+        let mut state = sync::lock(&shared.state);
         while state.loading {
             state = shared
                 .loaded_cv
@@ -455,13 +452,8 @@ impl MailStore {
     /// Gives a held message back: it is again the oldest for the next reader. Does nothing if
     /// it is not there (already removed).
     pub fn release(&self, user: &str, id: u64) {
-        // Clearing a mark cannot make a poisoned state worse: do it anyway.
-        let mut state = self
-            .inner
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Poisoned or not (see crate::sync).
+        let mut state = sync::lock(&self.inner.shared.state);
         if let Some(stored) = state
             .boxes
             .get_mut(user)
@@ -608,12 +600,9 @@ fn check_log(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Locks the state, turning poison (a panic while it was held) into an I/O error.
+/// Locks the state (poisoned or not: see [`crate::sync`]); `Result` for the callers' `?`.
 fn lock(shared: &Shared) -> io::Result<MutexGuard<'_, State>> {
-    shared
-        .state
-        .lock()
-        .map_err(|_| io::Error::other("mail store state is poisoned"))
+    Ok(sync::lock(&shared.state))
 }
 
 /// Awaits the writer's verdict on one record.
