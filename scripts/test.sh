@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine too: installs what the client tests need (tmux),
+# The whole test suite, on a fresh machine too: installs what the client tests need (tmux)
+# and the IRC clients the IRC door is tested with (irssi, weechat-headless),
 # builds the binaries the end-to-end tests start, then runs every test in the workspace.
 # The last line is the total over every test binary: `N passed, M failed, K skipped`
 # (skipped: ignored tests); the exit status is cargo's, non-zero when anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v tmux >/dev/null 2>&1; then
+missing=()
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+command -v irssi >/dev/null 2>&1 || missing+=(irssi)
+command -v weechat-headless >/dev/null 2>&1 || missing+=(weechat-headless)
+if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq tmux >/dev/null
+    { $SUDO apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null; } ||
+      echo "test.sh: could not install ${missing[*]}; the tests that need them will be skipped" >&2
   else
-    echo "test.sh: tmux is missing and apt-get is not available; the terminal tests will be skipped" >&2
+    echo "test.sh: ${missing[*]} missing and apt-get is not available; the tests that need them will be skipped" >&2
   fi
 fi
 

@@ -237,9 +237,9 @@ fn unknown_recipient(f: Framing) {
     a.expect("Unknown Recipient");
     a.send("MSG nobody hi there");
     a.expect("Unknown Recipient");
-    // Names are case-sensitive.
+    // Names ignore case: `a` is A (two names that differ only in case cannot both be taken).
     a.send("MSG a hi");
-    a.expect("Unknown Recipient");
+    a.expect("A SENT hi");
     a.send("MSG A hi");
     a.expect("A SENT hi");
 }

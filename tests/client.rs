@@ -13,6 +13,9 @@
 //!   reconnecting after a server restart, hints instead of dead ends, forged notices shown
 //!   as the text they are.
 //!
+//! * `client/rooms.rs` (Unix): `/join #room`, the room in the prompt, room-tagged
+//!   messages, history shown as history, `/part`.
+//!
 //! [`Proc`] runs one client with piped stdio; each of its outputs is drained on a thread,
 //! and every wait has a deadline.
 
@@ -33,6 +36,9 @@ mod pane;
 #[cfg(unix)]
 #[path = "client/pty.rs"]
 mod pty;
+#[cfg(unix)]
+#[path = "client/rooms.rs"]
+mod rooms;
 #[path = "client/scripted.rs"]
 mod scripted;
 #[path = "client/tls.rs"]

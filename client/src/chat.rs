@@ -7,7 +7,10 @@
 //!   any case; an unknown one gets a suggestion;
 //! * a protocol command as typed (`MSG B hi`, `LIST`), or its verb in any case when the
 //!   line is a valid command that way (`list`, `join alice`);
-//! * any other line: a broadcast once joined, else the name to join with.
+//! * any other line: said in the current room once joined (a broadcast in `#lobby`), else
+//!   the name to join with. `/join #room` enters a room and makes it current (the prompt
+//!   shows it), `/part` leaves it; messages from other rooms are tagged with their room,
+//!   and what was said before we entered is shown as history, with its time.
 //!
 //! Every line is checked by the [`Composer`] before anything is sent; COMPOSE and POST ask
 //! for their follow-up lines with their own prompts. When the server goes away the client
@@ -48,6 +51,12 @@ enum Action {
     Help,
     /// Leaves.
     Quit,
+    /// `/join #room` enters a room; `/join name` takes a name.
+    Join,
+    /// Leaves the given room, or the current one.
+    Part,
+    /// Shows or sets the topic of the given room, or of the current one.
+    Topic,
 }
 
 /// One of the client's own commands.
@@ -79,9 +88,27 @@ const SLASH: &[Slash] = &[
     },
     Slash {
         name: "join",
-        usage: "/join <name>",
-        what: "take a name",
-        action: Action::Wire(|args| format!("JOIN {args}")),
+        usage: "/join <name>|<#room>",
+        what: "take a name, or enter a room (it becomes the current room)",
+        action: Action::Join,
+    },
+    Slash {
+        name: "part",
+        usage: "/part [#room]",
+        what: "leave a room (the current one if none is named)",
+        action: Action::Part,
+    },
+    Slash {
+        name: "rooms",
+        usage: "/rooms",
+        what: "the rooms there are",
+        action: Action::Wire(|_| "ROOMS".to_owned()),
+    },
+    Slash {
+        name: "topic",
+        usage: "/topic [#room] [text]",
+        what: "show or set a room's topic (the current room if none is named)",
+        action: Action::Topic,
     },
     Slash {
         name: "mail",
@@ -134,8 +161,8 @@ const SLASH: &[Slash] = &[
 ];
 
 /// Protocol verbs shown by `/help` (they work as typed).
-const WIRE_VERBS: &str =
-    "JOIN LIST MSG BCST LOGIN COMPOSE READ ACK REGISTER DEREGISTER POST SHUTDOWN SIGNUP AUTH PING QUIT";
+const WIRE_VERBS: &str = "JOIN LIST MSG BCST ENTER PART SAY ROOMS TOPIC LOGIN COMPOSE READ \
+                          ACK REGISTER DEREGISTER POST SHUTDOWN SIGNUP AUTH PING QUIT";
 
 /// The interactive chat's state.
 struct Chat {
@@ -165,6 +192,8 @@ struct Chat {
     /// The account this connection proved, kept in memory only, so that a reconnect signs
     /// in again instead of meeting `Password Required`.
     account: Option<(String, String)>,
+    /// The room typed lines go to, when not the lobby.
+    room: Option<String>,
 }
 
 /// What the loop does next.
@@ -196,6 +225,7 @@ pub async fn run(
         probing: false,
         signing_in: None,
         account: None,
+        room: None,
     };
     chat.say(Kind::Plain, &format!("Connected to {host}:{port}."));
     // Proves at once that this is a chat server, whatever comes next.
@@ -266,7 +296,10 @@ impl Chat {
     fn prompt(&self) -> String {
         match (self.composer.pending(), &self.name) {
             (Some(field), _) => format!("{}> ", field.label()),
-            (None, Some(name)) => format!("{name}> "),
+            (None, Some(name)) => match &self.room {
+                Some(room) => format!("{name} {room}> "),
+                None => format!("{name}> "),
+            },
             (None, None) => "name> ".to_owned(),
         }
     }
@@ -324,6 +357,45 @@ impl Chat {
                 self.say(Kind::Plain, &format!("{n} stored message(s)"));
             }
             Incoming::Message(line) => self.say(Kind::Peer, &line),
+            Incoming::RoomMessage { room, from, text } => {
+                self.say(Kind::Peer, &format!("[{room}] {from}: {text}"))
+            }
+            Incoming::History {
+                room,
+                time,
+                from,
+                text,
+            } => {
+                // `2026-12-01T16:04:21.123Z` shown as `2026-12-01 16:04:21`.
+                let when = time.get(..19).unwrap_or(&time).replacen('T', " ", 1);
+                self.say(
+                    Kind::Plain,
+                    &format!("[{room}] (history, {when} UTC) {from}: {text}"),
+                );
+            }
+            Incoming::Entered(room) => {
+                self.say(
+                    Kind::Plain,
+                    &format!("ENTERED {room}: what you type now goes there (/part leaves)"),
+                );
+                self.room = Some(room).filter(|r| !r.eq_ignore_ascii_case(protocol::LOBBY));
+                self.update_prompt();
+            }
+            Incoming::Parted(room) => {
+                self.say(Kind::Plain, &format!("PARTED {room}"));
+                if self
+                    .room
+                    .as_ref()
+                    .is_some_and(|r| r.eq_ignore_ascii_case(&room))
+                {
+                    self.room = None;
+                    self.say(
+                        Kind::Plain,
+                        "Back in #lobby: what you type goes to everyone.",
+                    );
+                }
+                self.update_prompt();
+            }
             Incoming::Reply { text, refused } => {
                 if self.probing && text == "PONG" {
                     self.probing = false;
@@ -346,7 +418,7 @@ impl Chat {
         if let Some(rest) = line.strip_prefix('/') {
             return self.slash(rest).await;
         }
-        match to_wire(line, self.name.is_some()) {
+        match to_wire(line, self.name.is_some(), self.room.as_deref()) {
             Ok(wire) => {
                 let step = self.composer.feed(&wire);
                 self.step(step).await
@@ -421,6 +493,45 @@ impl Chat {
                 return self.step(step).await;
             }
             Action::Password => self.password_command(&format!("{verb} {args}")).await?,
+            Action::Join => {
+                let args = args.trim();
+                let wire = if args.starts_with('#') {
+                    format!("ENTER {args}")
+                } else {
+                    format!("JOIN {args}")
+                };
+                let step = self.composer.feed(&wire);
+                return self.step(step).await;
+            }
+            Action::Part => {
+                let args = args.trim();
+                let room = if args.is_empty() {
+                    self.room.clone()
+                } else {
+                    Some(args.to_owned())
+                };
+                let Some(room) = room else {
+                    self.say(
+                        Kind::Error,
+                        "Not sent: you are only in #lobby, which every client stays in",
+                    );
+                    return Ok(Flow::Continue);
+                };
+                let step = self.composer.feed(&format!("PART {room}"));
+                return self.step(step).await;
+            }
+            Action::Topic => {
+                let args = args.trim();
+                let wire = match (&self.room, args.starts_with('#')) {
+                    (_, true) => format!("TOPIC {args}"),
+                    (Some(room), false) if args.is_empty() => format!("TOPIC {room}"),
+                    (Some(room), false) => format!("TOPIC {room} {args}"),
+                    (None, false) if args.is_empty() => format!("TOPIC {}", protocol::LOBBY),
+                    (None, false) => format!("TOPIC {} {args}", protocol::LOBBY),
+                };
+                let step = self.composer.feed(&wire);
+                return self.step(step).await;
+            }
         }
         Ok(Flow::Continue)
     }
@@ -492,6 +603,10 @@ impl Chat {
             self.session.writer = writer;
             self.assembler = Assembler::default();
             if self.rejoin().await? {
+                if let Some(room) = &self.room {
+                    // Back into the room we were in; its history shows what we missed.
+                    let _ = self.session.writer.send(&[format!("ENTER {room}")]).await;
+                }
                 let name = self.name.clone().unwrap_or_default();
                 self.say(
                     Kind::Notice,
@@ -557,9 +672,10 @@ impl Chat {
 }
 
 /// What a typed line (not a `/` command) is on the wire, once `joined` or before: a
-/// protocol command as typed; its verb in any case when the line parses that way; else a
-/// broadcast, or before joining the name to join with.
-fn to_wire(line: &str, joined: bool) -> Result<String, String> {
+/// protocol command as typed; its verb in any case when the line parses that way; else
+/// said in `room` (a broadcast when that is the lobby), or before joining the name to join
+/// with.
+fn to_wire(line: &str, joined: bool, room: Option<&str>) -> Result<String, String> {
     if line.trim().is_empty() {
         return Ok(String::new());
     }
@@ -582,7 +698,10 @@ fn to_wire(line: &str, joined: bool) -> Result<String, String> {
         }
     }
     match (joined, rest) {
-        (true, _) => Ok(format!("BCST {line}")),
+        (true, _) => Ok(match room {
+            Some(room) => format!("SAY {room} {line}"),
+            None => format!("BCST {line}"),
+        }),
         (false, None) => Ok(format!("JOIN {line}")),
         (false, Some(_)) => Err("join first: type your name (one word), or /join <name>".into()),
     }
@@ -643,7 +762,7 @@ mod tests {
 
     #[test]
     fn typed_lines_become_commands_or_chat() {
-        let wire = |line, joined| to_wire(line, joined);
+        let wire = |line, joined| to_wire(line, joined, None);
         assert_eq!(
             wire("hello everyone", true),
             Ok("BCST hello everyone".into())
@@ -660,6 +779,10 @@ mod tests {
         assert_eq!(wire("alice", false), Ok("JOIN alice".into()));
         assert!(wire("hello there", false).is_err());
         assert_eq!(wire("", true), Ok(String::new()));
+        assert_eq!(
+            to_wire("hi dev", true, Some("#dev")),
+            Ok("SAY #dev hi dev".into())
+        );
     }
 
     #[test]

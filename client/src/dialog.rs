@@ -199,6 +199,22 @@ impl Dialog {
             }
             Some(Incoming::Message(line)) => self.say(Kind::Peer, &line),
             Some(Incoming::Notice(text)) => self.say(Kind::Notice, &format!("* {text}")),
+            Some(Incoming::Entered(room)) => return Ok(Some(format!("ENTERED {room}"))),
+            Some(Incoming::Parted(room)) => return Ok(Some(format!("PARTED {room}"))),
+            Some(Incoming::RoomMessage { room, from, text }) => {
+                self.say(Kind::Peer, &format!("[{room}] {from}: {text}"));
+            }
+            Some(Incoming::History {
+                room,
+                time,
+                from,
+                text,
+            }) => {
+                self.say(
+                    Kind::Plain,
+                    &format!("[{room}] (history, {time}) {from}: {text}"),
+                );
+            }
         }
         Ok(None)
     }

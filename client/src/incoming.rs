@@ -43,6 +43,30 @@ pub enum Incoming {
     MailCount(usize),
     /// A user's message (`A SENT HELLO`, `A BCST hi`), as received.
     Message(String),
+    /// `ENTERED <#room>`: we are in the room.
+    Entered(String),
+    /// `PARTED <#room>`: we left the room.
+    Parted(String),
+    /// Something said in a room other than the lobby.
+    RoomMessage {
+        /// The room.
+        room: String,
+        /// Who said it.
+        from: String,
+        /// What was said.
+        text: String,
+    },
+    /// One line of a room's history, said before we entered.
+    History {
+        /// The room.
+        room: String,
+        /// When (RFC 3339 UTC).
+        time: String,
+        /// Who said it.
+        from: String,
+        /// What was said.
+        text: String,
+    },
     /// A reply to one of our commands, as received; `refused` when it says it failed.
     Reply {
         /// The line.
@@ -61,6 +85,8 @@ pub struct Assembler {
     post: Option<(String, Option<String>)>,
     /// A READ answer in progress: its sender.
     mail_from: Option<String>,
+    /// The room a `HISTORY` list in progress is about.
+    history_room: String,
 }
 
 impl Assembler {
@@ -98,12 +124,38 @@ impl Assembler {
             Line::Quit(reason) => Incoming::Quit(reason.to_owned()),
             Line::Error(reason) => Incoming::Error(reason.to_owned()),
             Line::MailArrived(from) => Incoming::MailArrived(from.to_owned()),
-            Line::Joined(_) | Line::Left(_) | Line::OtherEvent(_) => {
+            Line::Joined(_)
+            | Line::Left(_)
+            | Line::RoomEntered { .. }
+            | Line::RoomLeft { .. }
+            | Line::Kicked { .. }
+            | Line::Renamed { .. }
+            | Line::OtherEvent(_) => {
                 Incoming::Notice(msg.strip_prefix("* ").unwrap_or(msg).to_owned())
             }
             Line::Hello(name) => Incoming::Hello(name.to_owned()),
             Line::MailCount(n) => Incoming::MailCount(n),
             Line::Sent { .. } | Line::Bcst { .. } => Incoming::Message(msg.to_owned()),
+            Line::Say { from, room, text } => Incoming::RoomMessage {
+                room: room.to_owned(),
+                from: from.to_owned(),
+                text: text.to_owned(),
+            },
+            Line::TopicSet { from, room, text } => {
+                Incoming::Message(format!("[{room}] {from} set the topic: {text}"))
+            }
+            Line::History { room, .. } => {
+                self.history_room = room.to_owned();
+                return None;
+            }
+            Line::HistoryLine { time, from, text } => Incoming::History {
+                room: self.history_room.clone(),
+                time: time.to_owned(),
+                from: from.to_owned(),
+                text: text.to_owned(),
+            },
+            Line::Entered(room) => Incoming::Entered(room.to_owned()),
+            Line::Parted(room) => Incoming::Parted(room.to_owned()),
             Line::Users(_)
             | Line::UserName(_)
             | Line::MessageSent
@@ -114,6 +166,9 @@ impl Assembler {
             | Line::Deregistered(_)
             | Line::Posted(_)
             | Line::Refused(_)
+            | Line::Topic { .. }
+            | Line::Rooms(_)
+            | Line::RoomLine(_)
             | Line::Other(_) => Incoming::Reply {
                 text: msg.to_owned(),
                 refused: line.class() == Class::Refusal,
@@ -161,6 +216,34 @@ mod tests {
             [
                 Incoming::Quit("server shutting down".into()),
                 Incoming::Error("ping timeout".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn rooms_and_history() {
+        assert_eq!(
+            feed_all(&[
+                "ENTERED #dev",
+                "HISTORY #dev 1",
+                "2026-12-01T16:04:21.123Z bob * QUIT not really",
+                "bob SAY #dev hi",
+                "PARTED #dev",
+            ]),
+            [
+                Incoming::Entered("#dev".into()),
+                Incoming::History {
+                    room: "#dev".into(),
+                    time: "2026-12-01T16:04:21.123Z".into(),
+                    from: "bob".into(),
+                    text: "* QUIT not really".into()
+                },
+                Incoming::RoomMessage {
+                    room: "#dev".into(),
+                    from: "bob".into(),
+                    text: "hi".into()
+                },
+                Incoming::Parted("#dev".into()),
             ]
         );
     }

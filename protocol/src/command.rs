@@ -9,6 +9,7 @@
 use thiserror::Error;
 
 use crate::frame::DEFAULT_MAX_MESSAGE;
+use crate::room::{RoomError, RoomName};
 use crate::text::{Name, NameError, Sender, SenderError, Text, TextError};
 
 /// One request from a client on the chat port.
@@ -55,6 +56,31 @@ pub enum Command<'a> {
     Signup(Name<'a>, Password<'a>),
     /// `AUTH <name> <password>`: prove the account and take its name.
     Auth(Name<'a>, Password<'a>),
+    /// `ENTER <#room> [<key>]`: enter a room (made on first entry; its maker is its operator).
+    Enter {
+        /// The room.
+        room: RoomName<'a>,
+        /// The key, for a room that has one.
+        key: Option<&'a str>,
+    },
+    /// `PART <#room>`: leave a room.
+    Part(RoomName<'a>),
+    /// `SAY <#room> <text>`: speak to a room (`SAY #lobby` is `BCST`).
+    Say {
+        /// The room.
+        room: RoomName<'a>,
+        /// The message.
+        text: Text<'a>,
+    },
+    /// `ROOMS`: the rooms there are, their sizes and topics.
+    Rooms,
+    /// `TOPIC <#room> [<text>]`: show a room's topic, or set it.
+    Topic {
+        /// The room.
+        room: RoomName<'a>,
+        /// The new topic, if setting it.
+        text: Option<Text<'a>>,
+    },
     /// Any other verb.
     Unknown,
 }
@@ -108,6 +134,9 @@ pub enum ParseErrorKind {
     /// A SIGNUP or AUTH password is too short or too long.
     #[error("Invalid Password: 8 to 128 printable characters")]
     Password,
+    /// A room argument is invalid.
+    #[error("Invalid Room: {0}")]
+    Room(RoomError),
 }
 
 /// A known command with bad arguments.
@@ -144,6 +173,11 @@ pub fn syntax(verb: &str) -> Option<&'static str> {
         "PONG" => "PONG",
         "SIGNUP" => "SIGNUP <name> <password>",
         "AUTH" => "AUTH <name> <password>",
+        "ENTER" => "ENTER <#room> [<key>]",
+        "PART" => "PART <#room>",
+        "SAY" => "SAY <#room> <text>",
+        "ROOMS" => "ROOMS",
+        "TOPIC" => "TOPIC <#room> [<text>]",
         _ => return None,
     })
 }
@@ -181,6 +215,7 @@ impl<'a> Command<'a> {
                 e => fail(ParseErrorKind::Text(e)),
             })
         };
+        let room = |s: &'a str| RoomName::new(s).map_err(|e| fail(ParseErrorKind::Room(e)));
         let bare = |cmd: Command<'a>| match args {
             None => Ok(cmd),
             Some(_) => Err(fail(ParseErrorKind::Usage(usage))),
@@ -226,6 +261,44 @@ impl<'a> Command<'a> {
             "SHUTDOWN" => bare(Command::Shutdown),
             "PING" => bare(Command::Ping),
             "PONG" => bare(Command::Pong),
+            "ROOMS" => bare(Command::Rooms),
+            "ENTER" => {
+                let args = args.ok_or(fail(ParseErrorKind::Usage(usage)))?;
+                let (name, key) = match split_space(args) {
+                    Some((name, key)) if !key.is_empty() && !key.contains(' ') => (name, Some(key)),
+                    Some(_) => return Err(fail(ParseErrorKind::Usage(usage))),
+                    None => (args, None),
+                };
+                Ok(Command::Enter {
+                    room: room(name)?,
+                    key,
+                })
+            }
+            "PART" => Ok(Command::Part(room(
+                args.ok_or(fail(ParseErrorKind::Usage(usage)))?,
+            )?)),
+            "SAY" => {
+                let (to, body) = args
+                    .and_then(split_space)
+                    .ok_or(fail(ParseErrorKind::Usage(usage)))?;
+                Ok(Command::Say {
+                    room: room(to)?,
+                    text: text(body)?,
+                })
+            }
+            "TOPIC" => {
+                let args = args.ok_or(fail(ParseErrorKind::Usage(usage)))?;
+                match split_space(args) {
+                    Some((to, body)) => Ok(Command::Topic {
+                        room: room(to)?,
+                        text: Some(text(body)?),
+                    }),
+                    None => Ok(Command::Topic {
+                        room: room(args)?,
+                        text: None,
+                    }),
+                }
+            }
             _ => Ok(Command::Unknown),
         }
     }
@@ -240,6 +313,11 @@ impl<'a> Command<'a> {
                 | Command::Compose(_)
                 | Command::Read
                 | Command::Ack
+                | Command::Enter { .. }
+                | Command::Part(_)
+                | Command::Say { .. }
+                | Command::Rooms
+                | Command::Topic { .. }
         )
     }
 }
@@ -379,6 +457,57 @@ mod tests {
             ParseErrorKind::Usage("AUTH <name> <password>")
         );
         assert!(!Command::parse("AUTH bob 12345678").unwrap().needs_name());
+    }
+
+    #[test]
+    fn rooms() {
+        let room = |s| RoomName::new(s).unwrap();
+        assert_eq!(
+            Command::parse("ENTER #dev"),
+            Ok(Command::Enter {
+                room: room("#dev"),
+                key: None
+            })
+        );
+        assert_eq!(
+            Command::parse("ENTER #dev s3cret"),
+            Ok(Command::Enter {
+                room: room("#dev"),
+                key: Some("s3cret")
+            })
+        );
+        assert_eq!(Command::parse("PART #dev"), Ok(Command::Part(room("#dev"))));
+        assert_eq!(
+            Command::parse("SAY #dev hi there"),
+            Ok(Command::Say {
+                room: room("#dev"),
+                text: Text::new("hi there", 100).unwrap()
+            })
+        );
+        assert_eq!(Command::parse("ROOMS"), Ok(Command::Rooms));
+        assert_eq!(
+            Command::parse("TOPIC #dev"),
+            Ok(Command::Topic {
+                room: room("#dev"),
+                text: None
+            })
+        );
+        assert_eq!(
+            Command::parse("TOPIC #dev all about * PING"),
+            Ok(Command::Topic {
+                room: room("#dev"),
+                text: Some(Text::new("all about * PING", 100).unwrap())
+            })
+        );
+        assert_eq!(
+            Command::parse("ENTER dev").unwrap_err().kind,
+            ParseErrorKind::Room(RoomError::NoHash)
+        );
+        assert_eq!(
+            Command::parse("SAY #dev").unwrap_err().kind,
+            ParseErrorKind::Usage(syntax("SAY").unwrap())
+        );
+        assert!(Command::parse("ENTER #a b c").is_err());
     }
 
     proptest::proptest! {

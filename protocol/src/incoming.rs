@@ -11,6 +11,7 @@
 //! `SUBJECT`, `BODY`), and only the server starts a line with `* `, which no name can: an
 //! [`Event`](Class::Event) is always the server's own.
 
+use crate::room::RoomName;
 use crate::text::Name;
 
 /// Who a received line speaks for.
@@ -93,6 +94,85 @@ pub enum Incoming<'a> {
     Refused(&'a str),
     /// Any other reply (`BYE`, `PONG`, `MESSAGE SENT`, `POSTED 1`...), whole.
     Other(&'a str),
+    /// `ENTERED <#room>`.
+    Entered(&'a str),
+    /// `PARTED <#room>`.
+    Parted(&'a str),
+    /// `TOPIC <#room> [<text>]`: a room's topic ("" for none).
+    Topic {
+        /// The room.
+        room: &'a str,
+        /// Its topic.
+        text: &'a str,
+    },
+    /// `HISTORY <#room> <n>`: n lines of history follow.
+    History {
+        /// The room.
+        room: &'a str,
+        /// How many lines follow.
+        count: usize,
+    },
+    /// One line of history: `<time> <from> <text>`.
+    HistoryLine {
+        /// When (RFC 3339 UTC).
+        time: &'a str,
+        /// Who said it.
+        from: &'a str,
+        /// What was said.
+        text: &'a str,
+    },
+    /// `ROOMS <n>`: n room lines follow.
+    Rooms(usize),
+    /// One line of a `ROOMS` list: `<#room> <members> [<topic>]`, whole.
+    RoomLine(&'a str),
+    /// `<from> SAY <#room> <text>`.
+    Say {
+        /// Who said it.
+        from: &'a str,
+        /// The room.
+        room: &'a str,
+        /// What was said.
+        text: &'a str,
+    },
+    /// `<from> TOPIC <#room> <text>`: the topic was set.
+    TopicSet {
+        /// Who set it.
+        from: &'a str,
+        /// The room.
+        room: &'a str,
+        /// The new topic.
+        text: &'a str,
+    },
+    /// `* <name> entered <#room>`.
+    RoomEntered {
+        /// Who.
+        name: &'a str,
+        /// The room.
+        room: &'a str,
+    },
+    /// `* <name> left <#room>`.
+    RoomLeft {
+        /// Who.
+        name: &'a str,
+        /// The room.
+        room: &'a str,
+    },
+    /// `* <name> kicked from <#room> by <operator>`.
+    Kicked {
+        /// Who.
+        name: &'a str,
+        /// The room.
+        room: &'a str,
+        /// The operator.
+        by: &'a str,
+    },
+    /// `* <old> is now <new>`.
+    Renamed {
+        /// The name before.
+        old: &'a str,
+        /// The name now.
+        new: &'a str,
+    },
 }
 
 impl Incoming<'_> {
@@ -108,6 +188,12 @@ impl Incoming<'_> {
             | Incoming::Registered(_)
             | Incoming::Deregistered(_)
             | Incoming::Posted(_)
+            | Incoming::Entered(_)
+            | Incoming::Parted(_)
+            | Incoming::Topic { .. }
+            | Incoming::History { .. }
+            | Incoming::Rooms(_)
+            | Incoming::RoomLine(_)
             | Incoming::Other(_) => Class::Reply,
             Incoming::MessageFailed
             | Incoming::ReadError
@@ -117,7 +203,10 @@ impl Incoming<'_> {
             | Incoming::Sent { .. }
             | Incoming::Bcst { .. }
             | Incoming::PostSubject(_)
-            | Incoming::PostBody(_) => Class::UserText,
+            | Incoming::PostBody(_)
+            | Incoming::HistoryLine { .. }
+            | Incoming::Say { .. }
+            | Incoming::TopicSet { .. } => Class::UserText,
             Incoming::Joined(_)
             | Incoming::Left(_)
             | Incoming::PostFrom(_)
@@ -125,6 +214,10 @@ impl Incoming<'_> {
             | Incoming::Ping
             | Incoming::Quit(_)
             | Incoming::Error(_)
+            | Incoming::RoomEntered { .. }
+            | Incoming::RoomLeft { .. }
+            | Incoming::Kicked { .. }
+            | Incoming::Renamed { .. }
             | Incoming::OtherEvent(_) => Class::Event,
         }
     }
@@ -144,6 +237,10 @@ enum Due {
     PostSubject,
     /// A structured broadcast's `BODY` line.
     PostBody,
+    /// This many lines of a room's history.
+    History(usize),
+    /// This many lines of a `ROOMS` list.
+    Rooms(usize),
 }
 
 /// The receiving side of one chat-port connection: classifies each message in order.
@@ -181,6 +278,15 @@ const REFUSALS: &[&str] = &[
     "ALREADY REGISTERED ",
     "MESSAGE FAILED",
     "READ ERROR",
+    "Invalid Room:",
+    "No Such Room:",
+    "Not In Room:",
+    "Already In Room:",
+    "Not Operator:",
+    "Lobby Stays:",
+    "Too Many Rooms:",
+    "Room Locked:",
+    "Room Full:",
 ];
 
 impl Classifier {
@@ -212,6 +318,20 @@ impl Classifier {
                 return Incoming::PostSubject(field(line, "SUBJECT"));
             }
             Due::PostBody => return Incoming::PostBody(field(line, "BODY")),
+            Due::History(n) => {
+                if n > 1 {
+                    self.due = Due::History(n - 1);
+                }
+                let (time, rest) = line.split_once(' ').unwrap_or((line, ""));
+                let (from, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                return Incoming::HistoryLine { time, from, text };
+            }
+            Due::Rooms(n) => {
+                if n > 1 {
+                    self.due = Due::Rooms(n - 1);
+                }
+                return Incoming::RoomLine(line);
+            }
         }
         if let Some(event) = line.strip_prefix("* ") {
             return self.event(event);
@@ -249,6 +369,33 @@ impl Classifier {
             }
             return Incoming::Users(n);
         }
+        if let Some(room) = line.strip_prefix("ENTERED ") {
+            return Incoming::Entered(room);
+        }
+        if let Some(room) = line.strip_prefix("PARTED ") {
+            return Incoming::Parted(room);
+        }
+        if let Some(rest) = line.strip_prefix("TOPIC #") {
+            let rest = &line[line.len() - rest.len() - 1..];
+            let (room, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            return Incoming::Topic { room, text };
+        }
+        if let Some(rest) = line.strip_prefix("HISTORY ") {
+            if let Some((room, n)) = rest.split_once(' ') {
+                if let Ok(count) = n.parse() {
+                    if count > 0 {
+                        self.due = Due::History(count);
+                    }
+                    return Incoming::History { room, count };
+                }
+            }
+        }
+        if let Some(n) = line.strip_prefix("ROOMS ").and_then(|n| n.parse().ok()) {
+            if n > 0 {
+                self.due = Due::Rooms(n);
+            }
+            return Incoming::Rooms(n);
+        }
         if let Some(from) = line.strip_prefix("FROM ") {
             self.due = Due::MailText;
             return Incoming::MailFrom(from);
@@ -273,16 +420,38 @@ impl Classifier {
                 self.due = Due::PostSubject;
                 Incoming::PostFrom(rest)
             }
-            _ => match rest {
-                "joined" => Incoming::Joined(word),
-                "left" => Incoming::Left(word),
+            _ => match rest.split_once(' ') {
+                None if rest == "joined" => Incoming::Joined(word),
+                None if rest == "left" => Incoming::Left(word),
+                Some(("entered", room)) if room.starts_with('#') => {
+                    Incoming::RoomEntered { name: word, room }
+                }
+                Some(("left", room)) if room.starts_with('#') => {
+                    Incoming::RoomLeft { name: word, room }
+                }
+                Some(("is", rest)) => match rest.strip_prefix("now ") {
+                    Some(new) if Name::new(new).is_ok() => Incoming::Renamed { old: word, new },
+                    _ => Incoming::OtherEvent(event),
+                },
+                Some(("kicked", rest)) => match rest
+                    .strip_prefix("from ")
+                    .and_then(|r| r.split_once(" by "))
+                {
+                    Some((room, by)) => Incoming::Kicked {
+                        name: word,
+                        room,
+                        by,
+                    },
+                    None => Incoming::OtherEvent(event),
+                },
                 _ => Incoming::OtherEvent(event),
             },
         }
     }
 }
 
-/// `<name> SENT <text>` or `<name> BCST <text>`.
+/// `<name> SENT <text>`, `<name> BCST <text>`, `<name> SAY <#room> <text>` or
+/// `<name> TOPIC <#room> <text>`.
 fn user_message(line: &str) -> Option<Incoming<'_>> {
     let (from, rest) = line.split_once(' ')?;
     let (verb, text) = rest.split_once(' ')?;
@@ -290,6 +459,15 @@ fn user_message(line: &str) -> Option<Incoming<'_>> {
     match verb {
         "SENT" => Some(Incoming::Sent { from, text }),
         "BCST" => Some(Incoming::Bcst { from, text }),
+        "SAY" | "TOPIC" => {
+            let (room, text) = text.split_once(' ')?;
+            RoomName::new(room).ok()?;
+            Some(if verb == "SAY" {
+                Incoming::Say { from, room, text }
+            } else {
+                Incoming::TopicSet { from, room, text }
+            })
+        }
         _ => None,
     }
 }
@@ -310,6 +488,7 @@ fn field<'a>(line: &'a str, name: &str) -> &'a str {
 mod tests {
     use super::*;
     use crate::command::{Command, ParseErrorKind};
+    use crate::reply::{RoomLine, Said};
     use crate::text::{body, subject, Sender, Text, TextError};
     use crate::Reply;
 
@@ -360,17 +539,40 @@ mod tests {
             Reply::Ping => (38, vec![E]),
             Reply::Quit(_) => (39, vec![E]),
             Reply::Error(_) => (40, vec![E]),
-            Reply::PasswordRequired(_) => (41, vec![F]),
-            Reply::AuthFailed => (42, vec![F]),
-            Reply::AuthThrottled(_) => (43, vec![F]),
-            Reply::AccountExists(_) => (44, vec![F]),
-            Reply::TlsRequired => (45, vec![F]),
-            Reply::MachineOwned(_) => (46, vec![F]),
+            Reply::Entered(_) => (41, vec![R]),
+            Reply::Parted(_) => (42, vec![R]),
+            Reply::Topic { .. } => (43, vec![R]),
+            Reply::History { lines, .. } => (44, {
+                let mut v = vec![R];
+                v.extend(vec![U; lines.len()]);
+                v
+            }),
+            Reply::Rooms(rooms) => (45, vec![R; rooms.len() + 1]),
+            Reply::Say { .. } => (46, vec![U]),
+            Reply::TopicSet { .. } => (47, vec![U]),
+            Reply::RoomEntered { .. } => (48, vec![E]),
+            Reply::RoomLeft { .. } => (49, vec![E]),
+            Reply::Kicked { .. } => (50, vec![E]),
+            Reply::NoSuchRoom(_) => (51, vec![F]),
+            Reply::NotInRoom(_) => (52, vec![F]),
+            Reply::AlreadyInRoom(_) => (53, vec![F]),
+            Reply::NotOperator(_) => (54, vec![F]),
+            Reply::LobbyStays => (55, vec![F]),
+            Reply::TooManyRooms(_) => (56, vec![F]),
+            Reply::RoomLocked(_) => (57, vec![F]),
+            Reply::RoomFull(_) => (58, vec![F]),
+            Reply::Renamed { .. } => (59, vec![E]),
+            Reply::PasswordRequired(_) => (60, vec![F]),
+            Reply::AuthFailed => (61, vec![F]),
+            Reply::AuthThrottled(_) => (62, vec![F]),
+            Reply::AccountExists(_) => (63, vec![F]),
+            Reply::TlsRequired => (64, vec![F]),
+            Reply::MachineOwned(_) => (65, vec![F]),
         }
     }
 
     /// How many variants `expected` numbers.
-    const VARIANTS: usize = 47;
+    const VARIANTS: usize = 66;
 
     #[test]
     fn every_reply_and_event_reads_back_as_what_it_is() {
@@ -386,6 +588,30 @@ mod tests {
         let subj = subject("* QUIT server shutting down").unwrap();
         let bod = body("USERS 3").unwrap();
         let usage = Command::parse("MSG A").unwrap_err().kind;
+        let said = [
+            Said {
+                time_ms: 1,
+                from: "bob",
+                text: "* QUIT server shutting down",
+            },
+            Said {
+                time_ms: 2,
+                from: "ann",
+                text: "HISTORY #dev 5",
+            },
+        ];
+        let rooms = [
+            RoomLine {
+                room: "#dev",
+                members: 2,
+                topic: "* PING",
+            },
+            RoomLine {
+                room: "#lobby",
+                members: 9,
+                topic: "",
+            },
+        ];
         let all = [
             Reply::Hello(&a),
             Reply::NameTaken(&a),
@@ -446,6 +672,60 @@ mod tests {
             Reply::Ping,
             Reply::Quit("server shutting down"),
             Reply::Error("send queue full"),
+            Reply::Entered("#dev"),
+            Reply::Parted("#dev"),
+            Reply::Topic {
+                room: "#dev",
+                text: Some("* QUIT x"),
+            },
+            Reply::Topic {
+                room: "#dev",
+                text: None,
+            },
+            Reply::History {
+                room: "#dev",
+                lines: &said,
+            },
+            Reply::History {
+                room: "#dev",
+                lines: &[],
+            },
+            Reply::Rooms(&rooms),
+            Reply::Say {
+                from: "bob",
+                room: "#dev",
+                text: "* QUIT server shutting down",
+            },
+            Reply::TopicSet {
+                from: "bob",
+                room: "#dev",
+                text: "USERS 3",
+            },
+            Reply::RoomEntered {
+                name: "bob",
+                room: "#dev",
+            },
+            Reply::RoomLeft {
+                name: "bob",
+                room: "#dev",
+            },
+            Reply::Kicked {
+                name: "bob",
+                room: "#dev",
+                by: "alice",
+            },
+            Reply::NoSuchRoom("#dev"),
+            Reply::NotInRoom("#dev"),
+            Reply::AlreadyInRoom("#dev"),
+            Reply::NotOperator("#dev"),
+            Reply::LobbyStays,
+            Reply::TooManyRooms(20),
+            Reply::RoomLocked("#dev"),
+            Reply::RoomFull("#dev"),
+            Reply::Renamed {
+                old: "bob",
+                new: "robert",
+            },
             Reply::PasswordRequired(&a),
             Reply::AuthFailed,
             Reply::AuthThrottled(30),
@@ -517,6 +797,50 @@ mod tests {
         assert_eq!(c.classify("POSTED 3"), Incoming::Posted(3));
         assert_eq!(c.classify("MESSAGE SENT"), Incoming::MessageSent);
         assert_eq!(c.classify("READ ERROR"), Incoming::ReadError);
+        assert_eq!(
+            c.classify("HISTORY #dev 1"),
+            Incoming::History {
+                room: "#dev",
+                count: 1
+            }
+        );
+        assert_eq!(
+            c.classify("2026-12-01T16:04:21.123Z bob * PING"),
+            Incoming::HistoryLine {
+                time: "2026-12-01T16:04:21.123Z",
+                from: "bob",
+                text: "* PING"
+            }
+        );
+        assert_eq!(
+            c.classify("bob SAY #dev hi there"),
+            Incoming::Say {
+                from: "bob",
+                room: "#dev",
+                text: "hi there"
+            }
+        );
+        assert_eq!(
+            c.classify("* bob entered #dev"),
+            Incoming::RoomEntered {
+                name: "bob",
+                room: "#dev"
+            }
+        );
+        assert_eq!(
+            c.classify("* bob is now robert"),
+            Incoming::Renamed {
+                old: "bob",
+                new: "robert"
+            }
+        );
+        assert_eq!(
+            c.classify("TOPIC #dev"),
+            Incoming::Topic {
+                room: "#dev",
+                text: ""
+            }
+        );
         assert_eq!(
             c.classify("* something new"),
             Incoming::OtherEvent("something new")

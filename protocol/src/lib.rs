@@ -13,12 +13,16 @@
 //! * [`incoming`]: the other way round: what a received message is (reply, user text or
 //!   server event), by the protocol's state, with [`Classifier`].
 //! * [`mailbox`]: the strict seed-001 dialect of the mailbox port.
+//! * [`room`]: room names, case folding, time stamps; [`irc`]: IRC lines, parsed and
+//!   rendered (the IRC door's dialect).
 
 pub mod command;
 pub mod frame;
 pub mod incoming;
+pub mod irc;
 pub mod mailbox;
 pub mod reply;
+pub mod room;
 pub mod text;
 
 pub use command::{Command, ParseError, ParseErrorKind, Password};
@@ -26,6 +30,7 @@ pub use frame::{Decoded, Decoder, FrameError, Framing, DEFAULT_MAX_MESSAGE};
 pub use incoming::{Class, Classifier, Incoming};
 pub use mailbox::MailCommand;
 pub use reply::Reply;
+pub use room::{Folded, RoomError, RoomName, Stamp, LOBBY};
 pub use text::{Name, NameError, Sender, SenderError, Text, TextError};
 
 /// A fuzz-style stress test in stable CI: arbitrary bytes, split arbitrarily, through the whole

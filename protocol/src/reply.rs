@@ -10,6 +10,7 @@ use std::fmt;
 
 use crate::command::ParseErrorKind;
 use crate::frame::{put_message, put_parts, Framing};
+use crate::room::{Stamp, LOBBY};
 use crate::text::{Name, Sender, Text, TextError};
 
 /// One server message, possibly several lines long.
@@ -140,6 +141,113 @@ pub enum Reply<'a> {
     TlsRequired,
     /// `Machine Owned: <machine> belongs to someone else`: another owner's machine.
     MachineOwned(&'a Name<'a>),
+    /// `ENTERED <#room>`: you are in the room.
+    Entered(&'a str),
+    /// `PARTED <#room>`: you left the room.
+    Parted(&'a str),
+    /// `TOPIC <#room> <text>`, or `TOPIC <#room>` when it has none.
+    Topic {
+        /// The room.
+        room: &'a str,
+        /// Its topic.
+        text: Option<&'a str>,
+    },
+    /// `HISTORY <#room> <n>`, then n lines `<time> <from> <text>` (time in RFC 3339 UTC),
+    /// oldest first: what was said before you entered.
+    History {
+        /// The room.
+        room: &'a str,
+        /// What was said.
+        lines: &'a [Said<'a>],
+    },
+    /// `ROOMS <n>`, then n lines `<#room> <members> <topic>`.
+    Rooms(&'a [RoomLine<'a>]),
+    /// `<from> SAY <#room> <text>`: said in a room other than the lobby.
+    Say {
+        /// Sender's name.
+        from: &'a str,
+        /// The room.
+        room: &'a str,
+        /// The message.
+        text: &'a str,
+    },
+    /// `<from> TOPIC <#room> <text>`: a member set the room's topic.
+    TopicSet {
+        /// Who set it.
+        from: &'a str,
+        /// The room.
+        room: &'a str,
+        /// The new topic.
+        text: &'a str,
+    },
+    /// `* <name> entered <#room>`.
+    RoomEntered {
+        /// Who.
+        name: &'a str,
+        /// The room.
+        room: &'a str,
+    },
+    /// `* <name> left <#room>`.
+    RoomLeft {
+        /// Who.
+        name: &'a str,
+        /// The room.
+        room: &'a str,
+    },
+    /// `* <name> kicked from <#room> by <operator>`.
+    Kicked {
+        /// Who was put out.
+        name: &'a str,
+        /// The room.
+        room: &'a str,
+        /// The operator who did it.
+        by: &'a str,
+    },
+    /// `* <old> is now <new>`: someone (on IRC) changed nick.
+    Renamed {
+        /// The name before.
+        old: &'a str,
+        /// The name now.
+        new: &'a str,
+    },
+    /// `No Such Room: <#room>`.
+    NoSuchRoom(&'a str),
+    /// `Not In Room: <#room>`.
+    NotInRoom(&'a str),
+    /// `Already In Room: <#room>`.
+    AlreadyInRoom(&'a str),
+    /// `Not Operator: <#room>`: only its operators may do that.
+    NotOperator(&'a str),
+    /// `Lobby Stays: every native client is in #lobby`.
+    LobbyStays,
+    /// `Too Many Rooms: at most <n> per user`.
+    TooManyRooms(usize),
+    /// `Room Locked: <#room> needs its key`.
+    RoomLocked(&'a str),
+    /// `Room Full: <#room>`.
+    RoomFull(&'a str),
+}
+
+/// One line of a room's history, as [`Reply::History`] shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Said<'a> {
+    /// When it was said, in milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// Who said it.
+    pub from: &'a str,
+    /// What was said.
+    pub text: &'a str,
+}
+
+/// One room in a [`Reply::Rooms`] list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomLine<'a> {
+    /// Its name.
+    pub room: &'a str,
+    /// How many are in it.
+    pub members: usize,
+    /// Its topic ("" for none).
+    pub topic: &'a str,
 }
 
 /// The instruction in `Unregistered User` replies.
@@ -234,6 +342,52 @@ impl Reply<'_> {
             Reply::MachineOwned(m) => {
                 put(format_args!("Machine Owned: {m} belongs to someone else"))
             }
+            Reply::Entered(room) => put_parts(framing, out, &["ENTERED ", room]),
+            Reply::Parted(room) => put_parts(framing, out, &["PARTED ", room]),
+            Reply::Topic { room, text } => match text {
+                Some(text) => put_parts(framing, out, &["TOPIC ", room, " ", text]),
+                None => put_parts(framing, out, &["TOPIC ", room]),
+            },
+            Reply::History { room, lines } => {
+                put(format_args!("HISTORY {room} {}", lines.len()));
+                for l in lines.iter() {
+                    let stamp = Stamp(l.time_ms).to_string();
+                    put_parts(framing, out, &[&stamp, " ", l.from, " ", l.text]);
+                }
+            }
+            Reply::Rooms(rooms) => {
+                put(format_args!("ROOMS {}", rooms.len()));
+                for r in rooms.iter() {
+                    let members = r.members.to_string();
+                    if r.topic.is_empty() {
+                        put_parts(framing, out, &[r.room, " ", &members]);
+                    } else {
+                        put_parts(framing, out, &[r.room, " ", &members, " ", r.topic]);
+                    }
+                }
+            }
+            Reply::Say { from, room, text } => {
+                put_parts(framing, out, &[from, " SAY ", room, " ", text])
+            }
+            Reply::TopicSet { from, room, text } => {
+                put_parts(framing, out, &[from, " TOPIC ", room, " ", text])
+            }
+            Reply::RoomEntered { name, room } => put(format_args!("* {name} entered {room}")),
+            Reply::RoomLeft { name, room } => put(format_args!("* {name} left {room}")),
+            Reply::Kicked { name, room, by } => {
+                put(format_args!("* {name} kicked from {room} by {by}"))
+            }
+            Reply::Renamed { old, new } => put(format_args!("* {old} is now {new}")),
+            Reply::NoSuchRoom(room) => put(format_args!("No Such Room: {room}")),
+            Reply::NotInRoom(room) => put(format_args!("Not In Room: {room}")),
+            Reply::AlreadyInRoom(room) => put(format_args!("Already In Room: {room}")),
+            Reply::NotOperator(room) => put(format_args!("Not Operator: {room}")),
+            Reply::LobbyStays => put(format_args!(
+                "Lobby Stays: every native client is in {LOBBY}"
+            )),
+            Reply::TooManyRooms(n) => put(format_args!("Too Many Rooms: at most {n} per user")),
+            Reply::RoomLocked(room) => put(format_args!("Room Locked: {room} needs its key")),
+            Reply::RoomFull(room) => put(format_args!("Room Full: {room}")),
         }
     }
 

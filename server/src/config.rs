@@ -39,6 +39,12 @@ pub struct Config {
     pub read_coalesce: Duration,
     /// TLS settings (`None`: TLS off; see [`crate::tls`]).
     pub tls: Option<crate::tls::TlsSettings>,
+    /// Messages each room keeps for those who enter later (0: no history).
+    pub history: usize,
+    /// Most bytes all rooms' history may hold together.
+    pub history_budget: usize,
+    /// Most rooms one connection may be in (the lobby included).
+    pub rooms_per_user: usize,
 }
 
 impl Default for Config {
@@ -59,6 +65,9 @@ impl Default for Config {
             notice_limit: 1000,
             read_coalesce: Duration::from_millis(5),
             tls: None,
+            history: 50,
+            history_budget: 32 << 20,
+            rooms_per_user: 20,
         }
     }
 }

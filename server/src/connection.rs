@@ -33,6 +33,8 @@ pub enum Door {
     Chat,
     /// `--mailbox-port`: the strict seed-001 dialect, line framing only.
     Mailbox,
+    /// `--irc-port`: the IRC client protocol.
+    Irc,
 }
 
 /// How the socket is named in logs: its descriptor on Unix, its handle on Windows.
@@ -88,9 +90,13 @@ pub fn serve(
             },
         };
         let secure = stream.is_tls();
-        let mut reader = Reader::new(stream.clone(), config.max_message);
+        let limit = match door {
+            Door::Irc => crate::door::irc::READ_LIMIT,
+            _ => config.max_message,
+        };
+        let mut reader = Reader::new(stream.clone(), limit);
         let framing = match door {
-            Door::Mailbox => Framing::Line,
+            Door::Mailbox | Door::Irc => Framing::Line,
             Door::Chat => match reader.first_byte(&hub, config.idle_timeout * 2).await {
                 Some(byte) => Framing::detect(byte),
                 None => {
@@ -127,6 +133,7 @@ pub fn serve(
             outbox,
             quiet: door == Door::Mailbox,
             liveness: Liveness::new(hub.now_ms()),
+            irc: (door == Door::Irc).then(Box::default),
         });
         hub.attach(&conn);
 
@@ -139,6 +146,7 @@ pub fn serve(
                 chat(&hub, &services, &conn, &mut reader, origin).await
             }
             Door::Mailbox => mailbox(&hub, &services, &conn, &mut reader).await,
+            Door::Irc => Box::pin(crate::door::irc::serve(&hub, &conn, &mut reader)).await,
         }
         if hub.shutdown.is_triggered() {
             crate::hub::quit(&conn);
@@ -152,7 +160,7 @@ pub fn serve(
 }
 
 /// A fresh flood-control bucket with the configured limits (`None`: flood control off).
-fn flood_bucket(config: &Config) -> Option<TokenBucket> {
+pub(crate) fn flood_bucket(config: &Config) -> Option<TokenBucket> {
     TokenBucket::new(
         config.flood_rate,
         config.flood_burst,
@@ -165,7 +173,7 @@ fn flood_bucket(config: &Config) -> Option<TokenBucket> {
 /// connection is over: the peer left, its bytes cannot be read as messages, or it flooded
 /// (both closed with the reason). Both dialects read through this.
 #[allow(clippy::manual_async_fn)] // an `async fn` would store its arguments twice
-fn next_payload<'a>(
+pub(crate) fn next_payload<'a>(
     reader: &'a mut Reader,
     hub: &'a Hub,
     conn: &'a Conn,

@@ -12,12 +12,15 @@ use std::time::Instant;
 
 use log::info;
 
-use protocol::{Framing, Name, Reply};
+use protocol::irc::put_line;
+use protocol::{Folded, Framing, Name, Reply};
 
 use crate::config::Config;
+use crate::event::{Event, IrcCaps, Wire};
 use crate::outbox::{Flusher, Outbox, PushError};
 use crate::pacer::Pacer;
 use crate::reason::Disconnect;
+use crate::rooms::Rooms;
 use crate::shutdown::Shutdown;
 use crate::sync;
 
@@ -36,6 +39,8 @@ pub struct Conn {
     pub quiet: bool,
     /// When it was last heard from, for the idle sweep.
     pub liveness: Liveness,
+    /// For an IRC connection, the IRCv3 capabilities it enabled; `None` on the chat port.
+    pub irc: Option<Box<IrcCaps>>,
 }
 
 /// When a connection last sent anything, and whether it owes an answer to a ping.
@@ -58,9 +63,38 @@ impl Liveness {
 }
 
 impl Conn {
-    /// Renders and queues a reply.
+    /// Renders and queues a reply. An IRC connection gets the IRC form of the few notices
+    /// the core sends everyone (ping, quit, error) and nothing else: its door answers it.
     pub fn send(&self, reply: &Reply<'_>) -> Result<(), PushError> {
+        if self.irc.is_some() {
+            return match reply {
+                Reply::Ping => self.outbox.push_with(|out| {
+                    put_line(out, None, "", "PING", &[], Some(crate::door::irc::SERVER))
+                }),
+                Reply::Quit(reason) | Reply::Error(reason) => self.outbox.push_with(|out| {
+                    put_line(
+                        out,
+                        None,
+                        "",
+                        "ERROR",
+                        &[],
+                        Some(&format!("Closing link: {reason}")),
+                    )
+                }),
+                _ => Ok(()),
+            };
+        }
         self.outbox.reply(reply)
+    }
+
+    /// How this connection is written to.
+    pub fn wire(&self) -> Wire {
+        match (&self.irc, self.framing) {
+            (Some(caps), _) if caps.has(IrcCaps::SERVER_TIME) => Wire::IrcTime,
+            (Some(_), _) => Wire::Irc,
+            (None, Framing::Framed) => Wire::Framed,
+            (None, Framing::Line) => Wire::Line,
+        }
     }
 }
 
@@ -119,8 +153,10 @@ pub struct Hub {
     pub flusher: Arc<Flusher>,
     /// Paces the reads of streaming connections.
     pub pacer: Arc<Pacer>,
-    /// Named connections.
-    users: RwLock<HashMap<Name<'static>, Arc<Conn>>>,
+    /// Named connections, by folded name (names are unique without regard to case).
+    users: RwLock<HashMap<Folded, (Name<'static>, Arc<Conn>)>>,
+    /// Rooms and their history.
+    pub rooms: Rooms,
     /// Every connection whose framing is known, to tell them all at shutdown.
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     /// Connections accepted and not yet closed (for `max_connections`).
@@ -139,6 +175,7 @@ impl Hub {
     pub fn new(config: Config, shutdown: Shutdown) -> Hub {
         Hub {
             pacer: Pacer::new(config.read_coalesce),
+            rooms: Rooms::new(config.history, config.history_budget, config.rooms_per_user),
             flusher: Flusher::new(config.memory_budget),
             config,
             shutdown,
@@ -181,24 +218,24 @@ impl Hub {
         self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Tries to give `name` to `conn`; on success tells everyone else (while the room is
-    /// within the notice limit).
+    /// Tries to give `name` to `conn` (taken also when it differs only in case). Whoever
+    /// took it then enters the lobby (see [`Hub::announce`]).
     pub fn join(&self, conn: &Arc<Conn>, name: &Name<'static>) -> Joined {
+        let Some(key) = Folded::new(name.as_str()) else {
+            return Joined::Taken;
+        };
         let count = {
             let mut users = sync::write(&self.users);
-            if users.contains_key(name.as_str()) {
+            if users.contains_key(&key) {
                 return Joined::Taken;
             }
             if users.len() >= self.config.max_users {
                 return Joined::Full;
             }
-            users.insert(name.clone(), conn.clone());
+            users.insert(key, (name.clone(), conn.clone()));
             users.len()
         };
         info!("{} joined as {name} ({count} users)", conn.label);
-        if count <= self.config.notice_limit {
-            self.broadcast(conn.id, &Reply::Joined(name.as_str()));
-        }
         Joined::Yes
     }
 
@@ -206,57 +243,114 @@ impl Hub {
     /// its name back from an older, perhaps half-open, connection); returns that holder,
     /// which the caller evicts. A free name is joined as usual.
     pub fn take_over(&self, conn: &Arc<Conn>, name: &Name<'static>) -> (Joined, Option<Arc<Conn>>) {
-        {
+        if let Some(key) = Folded::new(name.as_str()) {
             let mut users = sync::write(&self.users);
-            if let Some(holder) = users.get(name.as_str()) {
+            if let Some((_, holder)) = users.get(&key) {
                 if holder.id != conn.id {
-                    let old = users.insert(name.clone(), conn.clone());
-                    return (Joined::Yes, old);
+                    let old = users.insert(key, (name.clone(), conn.clone()));
+                    return (Joined::Yes, old.map(|(_, holder)| holder));
                 }
             }
         }
         (self.join(conn, name), None)
     }
 
-    /// Frees `name` if `conn` holds it, and tells everyone.
-    pub fn leave(&self, conn: &Conn, name: &Name<'static>) {
-        let remaining = {
-            let mut users = sync::write(&self.users);
-            match users.get(name.as_str()) {
-                Some(holder) if holder.id == conn.id => {
-                    users.remove(name.as_str());
-                    Some(users.len())
-                }
-                _ => None,
-            }
+    /// Gives `conn`, which holds `old`, the name `new` instead (a change of case only is
+    /// allowed); `false` when someone else has `new`.
+    pub fn rename(&self, conn: &Arc<Conn>, old: &Name<'static>, new: &Name<'static>) -> bool {
+        let (Some(old_key), Some(new_key)) = (Folded::new(old.as_str()), Folded::new(new.as_str()))
+        else {
+            return false;
         };
-        if let Some(remaining) = remaining {
-            info!("{} left; {name} is free", conn.label);
-            if remaining < self.config.notice_limit {
-                self.broadcast(conn.id, &Reply::Left(name.as_str()));
+        let mut users = sync::write(&self.users);
+        if users
+            .get(&new_key)
+            .is_some_and(|(_, holder)| holder.id != conn.id)
+        {
+            return false;
+        }
+        if users
+            .get(&old_key)
+            .is_some_and(|(_, holder)| holder.id == conn.id)
+        {
+            users.remove(&old_key);
+        }
+        users.insert(new_key, (new.clone(), conn.clone()));
+        info!("{} renamed {old} to {new}", conn.label);
+        true
+    }
+
+    /// Whether joins and leaves are announced now: only while at most `notice_limit` names
+    /// are taken (past it each would cost a notice to everyone).
+    pub fn announce(&self) -> bool {
+        sync::read(&self.users).len() <= self.config.notice_limit
+    }
+
+    /// Frees `name` if `conn` holds it; `true` if it did.
+    pub fn leave(&self, conn: &Conn, name: &Name<'static>) -> bool {
+        let Some(key) = Folded::new(name.as_str()) else {
+            return false;
+        };
+        let mut users = sync::write(&self.users);
+        match users.get(&key) {
+            Some((_, holder)) if holder.id == conn.id => {
+                users.remove(&key);
+                info!("{} left; {name} is free", conn.label);
+                true
             }
+            _ => false,
         }
     }
 
     /// Names taken now, sorted.
     pub fn names(&self) -> Vec<Name<'static>> {
-        let mut names: Vec<_> = sync::read(&self.users).keys().cloned().collect();
+        let mut names: Vec<_> = sync::read(&self.users)
+            .values()
+            .map(|(n, _)| n.clone())
+            .collect();
         names.sort();
         names
     }
 
-    /// The connection holding `name`, if any.
-    pub fn user(&self, name: &str) -> Option<Arc<Conn>> {
-        sync::read(&self.users).get(name).cloned()
+    /// Names taken now.
+    pub fn user_count(&self) -> usize {
+        sync::read(&self.users).len()
+    }
+
+    /// The connection holding `name` (in any case), and the name as it was taken.
+    pub fn user(&self, name: &str) -> Option<(Name<'static>, Arc<Conn>)> {
+        let key = Folded::new(name)?;
+        sync::read(&self.users).get(&key).cloned()
     }
 
     /// Sends `reply` to the holder of `to`; `false` when nobody has that name.
     pub fn send_to(&self, to: &str, reply: &Reply<'_>) -> bool {
+        let Some(key) = Folded::new(to) else {
+            return false;
+        };
         let users = sync::read(&self.users);
-        match users.get(to) {
-            Some(conn) => {
+        match users.get(&key) {
+            Some((_, conn)) => {
                 // A full queue evicts the recipient; the sender is not told (as with IRC).
                 let _ = conn.send(reply);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Delivers `event` (a direct message) to the holder of `to`, in its own dialect;
+    /// `false` when nobody has that name.
+    pub fn deliver(&self, to: &str, event: &Event<'_>) -> bool {
+        let Some(key) = Folded::new(to) else {
+            return false;
+        };
+        let users = sync::read(&self.users);
+        match users.get(&key) {
+            Some((_, conn)) => {
+                let wire = conn.wire();
+                // A full queue evicts the recipient; the sender is not told (as with IRC).
+                let _ = conn.outbox.push_with(|out| event.render(wire, out));
                 true
             }
             None => false,
@@ -268,8 +362,8 @@ impl Hub {
     pub fn broadcast(&self, except: u64, reply: &Reply<'_>) {
         let mut encoded = Encoded::new(reply);
         let users = sync::read(&self.users);
-        for conn in users.values() {
-            if conn.id != except {
+        for (_, conn) in users.values() {
+            if conn.id != except && conn.irc.is_none() {
                 let _ = conn.outbox.push(encoded.bytes(conn.framing));
             }
         }
@@ -279,6 +373,11 @@ impl Hub {
     /// Deliveries queued by broadcasts since the server started.
     pub fn fanned(&self) -> u64 {
         self.fanned.load(Ordering::Relaxed)
+    }
+
+    /// Counts deliveries a room fan-out queued (for fair turns).
+    pub fn add_fanned(&self, n: u64) {
+        self.fanned.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Milliseconds since the hub started.
@@ -327,6 +426,9 @@ impl Hub {
 /// Queues the quit notice for `conn` (unless it is quiet) and closes it once that is sent.
 pub fn quit(conn: &Conn) {
     if conn.quiet {
+        conn.outbox.finish();
+    } else if conn.irc.is_some() {
+        let _ = conn.send(&Reply::Quit("server shutting down"));
         conn.outbox.finish();
     } else {
         conn.outbox

@@ -6,6 +6,9 @@
 //!   dialects' loops (chat port, strict mailbox door); [`reader`] splits its messages.
 //! * [`session`]: the chat-port dialect: what each command does for one connection.
 //! * [`hub`]: shared names and connections, and fan-out.
+//! * [`rooms`]: rooms (members, topic, operators, modes) and their [`history`]; [`event`]:
+//!   what happens in them, written for each door.
+//! * [`door`]: the IRC door (`--irc-port`), a dialect over the same core.
 //! * [`outbox`]: each connection's byte-bounded send queue and its writer.
 //! * [`tls`]: the certificate and TLS detection by the first byte; [`transport`]: plain or
 //!   TLS under the reader and the outbox.
@@ -20,13 +23,18 @@
 pub(crate) mod accounts;
 mod config;
 pub(crate) mod connection;
+pub(crate) mod door;
+pub(crate) mod event;
 pub(crate) mod flood;
+pub(crate) mod history;
 pub(crate) mod hub;
 pub(crate) mod outbox;
 pub(crate) mod pacer;
+pub(crate) mod places;
 pub(crate) mod reader;
 pub(crate) mod reason;
 pub(crate) mod registry;
+pub(crate) mod rooms;
 pub mod rt;
 pub(crate) mod server;
 pub(crate) mod services;
@@ -39,5 +47,5 @@ pub mod tls;
 pub(crate) mod transport;
 
 pub use config::Config;
-pub use server::run;
+pub use server::{run, run_doors};
 pub use shutdown::Shutdown;

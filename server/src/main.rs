@@ -39,6 +39,13 @@ struct Args {
     /// nothing else, for simple mailbox clients).
     #[arg(long)]
     mailbox_port: Option<u16>,
+    /// Also serve IRC clients (irssi, WeeChat, ...) on this port, in the same rooms and
+    /// name space.
+    #[arg(long)]
+    irc_port: Option<u16>,
+    /// Messages each room keeps and shows to whoever enters (0: no history).
+    #[arg(long, default_value_t = Config::default().history)]
+    history: usize,
     /// Let a client with a name or a registered machine shut the server down.
     #[arg(long)]
     allow_shutdown: bool,
@@ -147,6 +154,7 @@ fn main() -> ExitCode {
         max_connections: args.max_connections,
         notice_limit: args.notice_limit,
         read_coalesce: Duration::from_millis(args.read_coalesce),
+        history: args.history,
         ..Config::default()
     };
     let shutdown = Shutdown::new();
@@ -160,7 +168,15 @@ fn main() -> ExitCode {
             Some(port) => Some(listen(args.bind, port, "mailbox port").await?),
             None => None,
         };
-        chat_server::run(chat, mailbox, config, shutdown).await
+        let irc = match args.irc_port {
+            Some(port) => {
+                let listener = TcpListener::bind((args.bind, port)).await?;
+                info!("IRC port listening on {}", listener.local_addr()?);
+                Some(listener)
+            }
+            None => None,
+        };
+        chat_server::run_doors(chat, mailbox, irc, config, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -33,6 +33,17 @@ pub async fn run(
     config: Config,
     shutdown: Shutdown,
 ) -> io::Result<()> {
+    run_doors(chat, mailbox, None, config, shutdown).await
+}
+
+/// [`run`], with the IRC door too when `irc` is given.
+pub async fn run_doors(
+    chat: TcpListener,
+    mailbox: Option<TcpListener>,
+    irc: Option<TcpListener>,
+    config: Config,
+    shutdown: Shutdown,
+) -> io::Result<()> {
     let services = Arc::new(Services::open(&config.data_dir, config.mailbox_cap)?);
     // Only now, with the data open, is the server ready: say where it listens.
     info!("chat port listening on {}", chat.local_addr()?);
@@ -46,6 +57,7 @@ pub async fn run(
     let tasks = Tasks::new();
     let mut listeners = vec![(chat, Door::Chat)];
     listeners.extend(mailbox.map(|l| (l, Door::Mailbox)));
+    listeners.extend(irc.map(|l| (l, Door::Irc)));
     for (listener, door) in listeners {
         let (hub, services, guard) = (hub.clone(), services.clone(), tasks.guard());
         rt::spawn(accept_loop(listener, door, hub, services, guard));

@@ -16,6 +16,7 @@ use protocol::{Command, Name, ParseErrorKind, Reply, Sender, Text, TextError};
 
 use crate::accounts::SignupError;
 use crate::hub::{Conn, Hub, Joined};
+use crate::places::Places;
 use crate::reason::Disconnect;
 use crate::registry::Owner;
 use crate::services::Services;
@@ -138,6 +139,8 @@ pub struct Session {
     origin: Origin,
     /// The account this connection proved (by SIGNUP or AUTH), if any.
     account: Option<Name<'static>>,
+    /// The rooms it is in.
+    places: Places,
 }
 
 impl Session {
@@ -154,6 +157,7 @@ impl Session {
             settled: Settled::Nothing,
             origin,
             account: None,
+            places: Places::default(),
         }
     }
 
@@ -299,18 +303,23 @@ impl Session {
                 self.reply(Reply::Users(&names));
             }
             Command::Msg { to, text } => {
-                let from = self.name.as_ref().map_or("", |n| n.as_str());
-                if !self
-                    .hub
-                    .send_to(to.as_str(), &Reply::Sent { from, text: &text })
-                {
+                if !self.places.direct(&self.hub, to.as_str(), &text) {
                     self.reply(Reply::UnknownRecipient);
                 }
             }
             Command::Bcst(text) => {
-                let from = self.name.as_ref().map_or("", |n| n.as_str());
-                self.hub
-                    .broadcast(self.conn.id, &Reply::Bcst { from, text: &text });
+                let lobby = self.hub.rooms.lobby().clone();
+                self.places.say(&self.hub, &self.conn, &lobby, &text);
+            }
+            Command::Enter { room, key } => self.places.enter(&self.hub, &self.conn, &room, key),
+            Command::Part(room) => self.places.part(&self.hub, &self.conn, &room),
+            Command::Say { room, text } => match self.hub.rooms.get(room.as_str()) {
+                Some(room) => self.places.say(&self.hub, &self.conn, &room, &text),
+                None => self.reply(Reply::NoSuchRoom(room.as_str())),
+            },
+            Command::Rooms => Places::list(&self.hub, &self.conn),
+            Command::Topic { room, text } => {
+                Places::topic(&self.hub, &self.conn, &room, text.as_ref())
             }
             Command::Quit => {
                 self.reply(Reply::Bye);
@@ -454,7 +463,11 @@ impl Session {
                     );
                     old.outbox.evict(Disconnect::NameTakenBack);
                 }
-                self.reply(Reply::Hello(&name));
+                self.places.set_name(&name);
+                let conn = self.conn.clone();
+                self.places.enter_lobby(&self.hub, &conn, true, |_| {
+                    let _ = conn.send(&Reply::Hello(&name));
+                });
                 self.account = Some(name.clone());
                 self.name = Some(name);
             }
@@ -498,9 +511,13 @@ impl Session {
         }
         match self.hub.join(&self.conn, &name) {
             Joined::Yes => {
-                if !quiet {
-                    self.reply(Reply::Hello(&name));
-                }
+                self.places.set_name(&name);
+                let conn = self.conn.clone();
+                self.places.enter_lobby(&self.hub, &conn, !quiet, |_| {
+                    if !quiet {
+                        let _ = conn.send(&Reply::Hello(&name));
+                    }
+                });
                 self.name = Some(name);
                 Flow::Continue
             }
@@ -640,7 +657,9 @@ impl Session {
             self.services.store.release(name.as_str(), id);
         }
         if let Some(name) = self.name.take() {
-            self.hub.leave(&self.conn, &name);
+            if self.hub.leave(&self.conn, &name) {
+                self.places.quit(&self.hub, &self.conn);
+            }
         }
         if let Some(machine) = self.machine.take() {
             self.services.unbind(&self.conn, &machine).await;

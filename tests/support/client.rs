@@ -307,6 +307,27 @@ impl Client {
         );
     }
 
+    /// Skips a room's history (`HISTORY <#room> <n>` and its n lines), if one comes first,
+    /// and asserts that the next message is `text`.
+    #[track_caller]
+    pub fn expect_after_history(&mut self, text: &str) {
+        let mut got = self.recv_for(text);
+        if let Some(n) = got
+            .strip_prefix("HISTORY #")
+            .and_then(|r| r.split(' ').nth(1))
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            for _ in 0..n {
+                self.recv_for("a history line");
+            }
+            got = self.recv_for(text);
+        }
+        assert_eq!(
+            got, text,
+            "the server's message differs from the expected one"
+        );
+    }
+
     /// Skips server notices (`* ...`) and asserts that the first other message is `text`.
     #[track_caller]
     pub fn expect_after_notices(&mut self, text: &str) {

@@ -31,6 +31,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The strict mailbox door's address, when started with `--mailbox-port`.
     pub mailbox_addr: Option<SocketAddr>,
+    /// The IRC door's address, when started with `--irc-port`.
+    pub irc_addr: Option<SocketAddr>,
     /// The server's data directory.
     pub data_dir: PathBuf,
     /// The process.
@@ -111,6 +113,7 @@ impl Server {
         let mut server = Server {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             mailbox_addr: None,
+            irc_addr: None,
             data_dir,
             child,
             logs,
@@ -124,6 +127,13 @@ impl Server {
                 server
                     .announced("mailbox port listening on ")
                     .unwrap_or_else(|| server.failed_start("mailbox port listening on <addr>")),
+            );
+        }
+        if opts.args.iter().any(|a| a == "--irc-port") {
+            server.irc_addr = Some(
+                server
+                    .announced("IRC port listening on ")
+                    .unwrap_or_else(|| server.failed_start("IRC port listening on <addr>")),
             );
         }
         server
@@ -273,6 +283,11 @@ impl Server {
         Client::line(self.mailbox_addr.expect("started with --mailbox-port"))
     }
 
+    /// A line client on the IRC door (started with `--irc-port 0`).
+    pub fn irc(&self) -> Client {
+        Client::line(self.irc_addr.expect("started with --irc-port"))
+    }
+
     /// Proves the server still serves: two fresh clients (one per framing) take names and
     /// exchange a direct message both ways.
     pub fn assert_chats(&self) {
@@ -281,9 +296,10 @@ impl Server {
         a.join(&na);
         let mut b = self.framed();
         b.join(&nb);
-        a.expect(&format!("* {nb} joined"));
+        // Either may first be shown what was said in the lobby before.
+        a.expect_after_history(&format!("* {nb} joined"));
         a.send(&format!("MSG {nb} still here"));
-        b.expect(&format!("{na} SENT still here"));
+        b.expect_after_history(&format!("{na} SENT still here"));
         b.send(&format!("MSG {na} me too"));
         a.expect(&format!("{nb} SENT me too"));
         b.send("QUIT");

@@ -1,0 +1,821 @@
+//! Rooms: who is in each, its topic, its operators and modes, and fan-out to its members.
+//!
+//! A room is made when someone enters a name nobody uses, and its maker is its operator; it
+//! goes away when its last member leaves (except the lobby, `#lobby`, which always exists
+//! and which every chat-port client is in). Room names ignore ASCII case.
+//!
+//! Like the hub, rooms have no task of their own: whoever speaks fans out, under the room's
+//! read lock, pushing bytes rendered once per wire into bounded outboxes. Locks are always
+//! taken in the order room map, then room; nothing that holds a room's lock takes another.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use protocol::{Folded, RoomName, Text};
+
+use crate::event::{Encoded, Event, Target, Who};
+use crate::history::{Budget, Entry, History};
+use crate::hub::Conn;
+use crate::sync;
+
+/// One member of a room.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Their name.
+    pub nick: Arc<str>,
+    /// `nick!user@host`, for IRC.
+    pub prefix: Arc<str>,
+    /// Their connection.
+    pub conn: Arc<Conn>,
+    /// A channel operator (`@`).
+    pub op: bool,
+    /// Voiced (`+`).
+    pub voice: bool,
+}
+
+/// A room's modes (IRC `+t +n +k +l`).
+#[derive(Debug, Clone)]
+pub struct Modes {
+    /// `+t`: only operators set the topic.
+    pub topic_ops: bool,
+    /// `+n`: only members speak in it.
+    pub no_external: bool,
+    /// `+k`: the key needed to enter.
+    pub key: Option<String>,
+    /// `+l`: most members.
+    pub limit: Option<usize>,
+}
+
+impl Default for Modes {
+    fn default() -> Self {
+        Modes {
+            topic_ops: true,
+            no_external: true,
+            key: None,
+            limit: None,
+        }
+    }
+}
+
+impl Modes {
+    /// The modes as IRC writes them (`+ntk key`), the key shown only to members.
+    pub fn render(&self, show_key: bool) -> Vec<String> {
+        let mut flags = String::from("+");
+        let mut args = Vec::new();
+        if self.no_external {
+            flags.push('n');
+        }
+        if self.topic_ops {
+            flags.push('t');
+        }
+        if let Some(key) = &self.key {
+            flags.push('k');
+            args.push(if show_key { key.clone() } else { "*".into() });
+        }
+        if let Some(limit) = self.limit {
+            flags.push('l');
+            args.push(limit.to_string());
+        }
+        let mut out = vec![flags];
+        out.extend(args);
+        out
+    }
+}
+
+/// A room's topic.
+#[derive(Debug, Clone)]
+pub struct Topic {
+    /// The text.
+    pub text: Text<'static>,
+    /// Who set it.
+    pub by: Arc<str>,
+    /// When (milliseconds since the Unix epoch).
+    pub at_ms: u64,
+}
+
+/// What a room holds besides its name.
+#[derive(Debug)]
+pub struct State {
+    /// Members by connection id.
+    pub members: HashMap<u64, Member>,
+    /// The topic, if set.
+    pub topic: Option<Topic>,
+    /// Modes.
+    pub modes: Modes,
+    /// When it was made (milliseconds since the Unix epoch).
+    pub created_ms: u64,
+}
+
+/// One room.
+#[derive(Debug)]
+pub struct Room {
+    /// Its name, as its maker wrote it.
+    pub name: RoomName<'static>,
+    /// Members, topic, modes.
+    state: RwLock<State>,
+    /// What was said (its own lock: speaking only reads `state`).
+    history: Mutex<History>,
+}
+
+impl Room {
+    /// Reads the room's state.
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        sync::read(&self.state)
+    }
+
+    /// Changes the room's state.
+    pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        sync::write(&self.state)
+    }
+
+    /// Whether connection `id` is in the room.
+    pub fn has(&self, id: u64) -> bool {
+        self.read().members.contains_key(&id)
+    }
+
+    /// What was said, oldest first (take it inside `welcome`, see [`Rooms::enter`]).
+    pub fn history(&self) -> Vec<Entry> {
+        sync::lock(&self.history).snapshot()
+    }
+
+    /// The newest of what was said that fits in `bytes`, oldest first: what a joiner is
+    /// shown (half its send queue at most, so the replay alone never gets it evicted).
+    pub fn history_within(&self, bytes: usize) -> Vec<Entry> {
+        sync::lock(&self.history).newest_within(bytes)
+    }
+
+    /// Tells every member but `except` (all if `None`); returns how many deliveries were
+    /// queued.
+    pub fn fanout(&self, except: Option<u64>, event: &Event<'_>) -> u64 {
+        fanout(&self.read(), except, event)
+    }
+}
+
+/// Pushes `event` to every member of `state` but `except`, rendered once per wire.
+pub fn fanout(state: &State, except: Option<u64>, event: &Event<'_>) -> u64 {
+    let mut encoded = Encoded::new(event);
+    let mut n = 0;
+    for (id, m) in &state.members {
+        if Some(*id) == except {
+            continue;
+        }
+        let bytes = encoded.bytes(m.conn.wire());
+        if !bytes.is_empty() {
+            let _ = m.conn.outbox.push(bytes);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Why a connection could not enter a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnterError {
+    /// Already a member.
+    Already,
+    /// `+k` and the wrong key.
+    Locked,
+    /// `+l` and full.
+    Full,
+}
+
+/// Why a message or change in a room was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomError {
+    /// No room by that name.
+    NoSuchRoom,
+    /// The connection is not in it.
+    NotIn,
+    /// Only its operators may do that.
+    NotOperator,
+    /// The person named is not in it.
+    TheyAreNotIn,
+}
+
+/// Every room.
+#[derive(Debug)]
+pub struct Rooms {
+    /// Rooms by folded name.
+    map: RwLock<HashMap<Folded, Arc<Room>>>,
+    /// The lobby, which always exists.
+    lobby: Arc<Room>,
+    /// History limits.
+    budget: Arc<Budget>,
+    /// Most rooms one connection may be in.
+    pub per_user: usize,
+}
+
+impl Rooms {
+    /// No rooms but the lobby; `history` messages kept per room within `history_bytes` in
+    /// all; at most `per_user` rooms per connection.
+    pub fn new(history: usize, history_bytes: usize, per_user: usize) -> Rooms {
+        let budget = Budget::new(history, history_bytes);
+        let lobby = Arc::new(Room {
+            name: RoomName::lobby(),
+            state: RwLock::new(State {
+                members: HashMap::new(),
+                topic: None,
+                modes: Modes {
+                    topic_ops: false,
+                    ..Modes::default()
+                },
+                created_ms: protocol::room::now_ms(),
+            }),
+            history: Mutex::new(History::new(budget.clone())),
+        });
+        let mut map = HashMap::new();
+        if let Some(key) = Folded::new(protocol::LOBBY) {
+            map.insert(key, lobby.clone());
+        }
+        Rooms {
+            map: RwLock::new(map),
+            lobby,
+            budget,
+            per_user,
+        }
+    }
+
+    /// The lobby.
+    pub fn lobby(&self) -> &Arc<Room> {
+        &self.lobby
+    }
+
+    /// Bytes all history holds now.
+    pub fn history_bytes(&self) -> usize {
+        self.budget.used()
+    }
+
+    /// The room called `name` (in any case), if it exists.
+    pub fn get(&self, name: &str) -> Option<Arc<Room>> {
+        let key = Folded::new(name)?;
+        sync::read(&self.map).get(&key).cloned()
+    }
+
+    /// The rooms connection `id` is in, of `rooms`.
+    pub fn names_of(rooms: &[Arc<Room>], id: u64) -> Vec<(String, bool, bool)> {
+        rooms
+            .iter()
+            .filter_map(|r| {
+                let st = r.read();
+                st.members
+                    .get(&id)
+                    .map(|m| (r.name.as_str().to_owned(), m.op, m.voice))
+            })
+            .collect()
+    }
+
+    /// Every room connection `id` is in (a scan of all rooms: for WHOIS).
+    pub fn rooms_of(&self, id: u64) -> Vec<Arc<Room>> {
+        let rooms: Vec<Arc<Room>> = sync::read(&self.map).values().cloned().collect();
+        rooms.into_iter().filter(|r| r.has(id)).collect()
+    }
+
+    /// Every room: name, members, topic; sorted by name.
+    pub fn list(&self) -> Vec<(RoomName<'static>, usize, String)> {
+        let rooms: Vec<Arc<Room>> = sync::read(&self.map).values().cloned().collect();
+        let mut out: Vec<_> = rooms
+            .iter()
+            .map(|r| {
+                let st = r.read();
+                let topic = st.topic.as_ref().map(|t| t.text.as_str().to_owned());
+                (r.name.clone(), st.members.len(), topic.unwrap_or_default())
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Puts `member` in the room `name` (making it, with them as operator, if nobody uses
+    /// the name), runs `welcome` while no one else can speak there yet (so the newcomer's
+    /// own replies and the history come before anything said after), and tells the others
+    /// when `announce`. Returns the room and how many deliveries the announcement queued.
+    pub fn enter(
+        &self,
+        name: &RoomName<'_>,
+        mut member: Member,
+        key: Option<&str>,
+        announce: bool,
+        welcome: impl FnOnce(&Room, &State),
+    ) -> Result<(Arc<Room>, u64), EnterError> {
+        let folded = Folded::new(name.as_str()).ok_or(EnterError::Full)?;
+        let id = member.conn.id;
+        let room = {
+            let map = sync::read(&self.map);
+            match map.get(&folded) {
+                Some(room) => {
+                    let mut st = room.write();
+                    check_entry(&st, id, key)?;
+                    st.members.insert(id, member.clone());
+                    welcome(room, &st);
+                    room.clone()
+                }
+                None => {
+                    drop(map);
+                    let mut map = sync::write(&self.map);
+                    let room = map
+                        .entry(folded)
+                        .or_insert_with(|| {
+                            member.op = true;
+                            Arc::new(Room {
+                                name: name.clone().into_owned(),
+                                state: RwLock::new(State {
+                                    members: HashMap::new(),
+                                    topic: None,
+                                    modes: Modes::default(),
+                                    created_ms: protocol::room::now_ms(),
+                                }),
+                                history: Mutex::new(History::new(self.budget.clone())),
+                            })
+                        })
+                        .clone();
+                    let mut st = room.write();
+                    check_entry(&st, id, key)?;
+                    st.members.insert(id, member.clone());
+                    welcome(&room, &st);
+                    drop(st);
+                    room
+                }
+            }
+        };
+        let mut fanned = 0;
+        if announce {
+            let who = Who {
+                nick: &member.nick,
+                prefix: &member.prefix,
+            };
+            fanned = room.fanout(
+                Some(id),
+                &Event::Join {
+                    who,
+                    room: room.name.as_str(),
+                },
+            );
+        }
+        Ok((room, fanned))
+    }
+
+    /// Takes connection `id` out of `room` and tells the others with `event` (built from
+    /// the member who left); `None` if it was not in it. Removes a room left empty.
+    pub fn leave(
+        &self,
+        room: &Arc<Room>,
+        id: u64,
+        announce: impl FnOnce(&Member) -> Option<u64>,
+    ) -> Option<u64> {
+        let member = room.write().members.remove(&id)?;
+        let fanned = announce(&member).unwrap_or(0);
+        self.drop_if_empty(room);
+        Some(fanned)
+    }
+
+    /// Removes `room` from the map if nobody is in it (never the lobby).
+    fn drop_if_empty(&self, room: &Arc<Room>) {
+        if Arc::ptr_eq(room, &self.lobby) || !room.read().members.is_empty() {
+            return;
+        }
+        let mut map = sync::write(&self.map);
+        if let Some(key) = Folded::new(room.name.as_str()) {
+            let empty = map
+                .get(&key)
+                .is_some_and(|r| Arc::ptr_eq(r, room) && r.read().members.is_empty());
+            if empty {
+                map.remove(&key);
+            }
+        }
+    }
+
+    /// A member leaves the server: out of each of `rooms`, each other member told once
+    /// (with the event `quit` makes for that room). Returns deliveries queued.
+    pub fn quit(
+        &self,
+        rooms: &[Arc<Room>],
+        id: u64,
+        who: Who<'_>,
+        reason: &str,
+        announce_lobby: bool,
+    ) -> u64 {
+        let mut told: HashSet<u64> = HashSet::new();
+        told.insert(id);
+        let mut fanned = 0;
+        for room in rooms {
+            let mut st = room.write();
+            if st.members.remove(&id).is_none() {
+                continue;
+            }
+            if Arc::ptr_eq(room, &self.lobby) && !announce_lobby {
+                drop(st);
+                continue;
+            }
+            let event = Event::Quit {
+                who,
+                room: room.name.as_str(),
+                reason,
+            };
+            let mut encoded = Encoded::new(&event);
+            for (mid, m) in st.members.iter_mut() {
+                if told.insert(*mid) {
+                    let bytes = encoded.bytes(m.conn.wire());
+                    if !bytes.is_empty() {
+                        let _ = m.conn.outbox.push(bytes);
+                        fanned += 1;
+                    }
+                }
+            }
+            drop(st);
+            self.drop_if_empty(room);
+        }
+        fanned
+    }
+
+    /// Connection `id` is now called `nick` (`nick!user@host` = `prefix`) in each of
+    /// `rooms`; everyone sharing a room with it is told once. Returns deliveries queued.
+    pub fn rename(
+        &self,
+        rooms: &[Arc<Room>],
+        id: u64,
+        old: Who<'_>,
+        nick: &Arc<str>,
+        prefix: &Arc<str>,
+    ) -> u64 {
+        let event = Event::Nick {
+            who: old,
+            new: nick,
+        };
+        let mut encoded = Encoded::new(&event);
+        let mut told: HashSet<u64> = HashSet::new();
+        told.insert(id);
+        let mut fanned = 0;
+        for room in rooms {
+            let mut st = room.write();
+            let Some(me) = st.members.get_mut(&id) else {
+                continue;
+            };
+            me.nick = nick.clone();
+            me.prefix = prefix.clone();
+            for (mid, m) in &st.members {
+                if told.insert(*mid) {
+                    let bytes = encoded.bytes(m.conn.wire());
+                    if !bytes.is_empty() {
+                        let _ = m.conn.outbox.push(bytes);
+                        fanned += 1;
+                    }
+                }
+            }
+        }
+        fanned
+    }
+
+    /// Says `text` in `room` from connection `id` (also to the speaker when `echo`), and
+    /// keeps it in the room's history. Returns deliveries queued.
+    #[allow(clippy::too_many_arguments)]
+    pub fn say(
+        &self,
+        room: &Room,
+        id: u64,
+        who: Who<'_>,
+        text: &Text<'_>,
+        notice: bool,
+        echo: bool,
+        time_ms: u64,
+    ) -> Result<u64, RoomError> {
+        let event = Event::Message {
+            from: who,
+            to: Target::Room(room.name.as_str()),
+            text,
+            notice,
+            time_ms,
+        };
+        let st = room.read();
+        if st.modes.no_external && !st.members.contains_key(&id) {
+            return Err(RoomError::NotIn);
+        }
+        let fanned = fanout(&st, (!echo).then_some(id), &event);
+        // Kept while the state is still read-locked: whoever enters next sees it in the
+        // history or live, never neither.
+        let mut history = sync::lock(&room.history);
+        if history.enabled() {
+            // The member's own shared strings, when a member speaks: no copies.
+            let (nick, prefix) = match st.members.get(&id) {
+                Some(m) => (m.nick.clone(), m.prefix.clone()),
+                None => (Arc::from(who.nick), Arc::from(who.prefix)),
+            };
+            history.push(Entry {
+                time_ms,
+                nick,
+                prefix,
+                text: text.clone().into_owned(),
+                notice,
+            });
+        }
+        Ok(fanned)
+    }
+
+    /// Sets the topic of `room` as connection `id`, telling every member. Returns deliveries.
+    pub fn set_topic(&self, room: &Room, id: u64, text: &Text<'_>) -> Result<u64, RoomError> {
+        let mut st = room.write();
+        let (nick, prefix) = match st.members.get(&id) {
+            None => return Err(RoomError::NotIn),
+            Some(m) if st.modes.topic_ops && !m.op => return Err(RoomError::NotOperator),
+            Some(m) => (m.nick.clone(), m.prefix.clone()),
+        };
+        st.topic = (!text.as_str().is_empty()).then(|| Topic {
+            text: text.clone().into_owned(),
+            by: nick.clone(),
+            at_ms: protocol::room::now_ms(),
+        });
+        let event = Event::Topic {
+            who: Who {
+                nick: &nick,
+                prefix: &prefix,
+            },
+            room: room.name.as_str(),
+            text: text.as_str(),
+        };
+        Ok(fanout(&st, None, &event))
+    }
+
+    /// Puts the member called `nick` out of `room`, as operator `id`. Returns deliveries.
+    pub fn kick(
+        &self,
+        room: &Arc<Room>,
+        id: u64,
+        nick: &str,
+        reason: &str,
+    ) -> Result<u64, RoomError> {
+        let fanned = {
+            let mut st = room.write();
+            let by = match st.members.get(&id) {
+                None => return Err(RoomError::NotIn),
+                Some(m) if !m.op => return Err(RoomError::NotOperator),
+                Some(m) => m.clone(),
+            };
+            let target = st
+                .members
+                .iter()
+                .find(|(_, m)| m.nick.eq_ignore_ascii_case(nick))
+                .map(|(tid, m)| (*tid, m.nick.clone()))
+                .ok_or(RoomError::TheyAreNotIn)?;
+            let event = Event::Kick {
+                by: Who {
+                    nick: &by.nick,
+                    prefix: &by.prefix,
+                },
+                room: room.name.as_str(),
+                nick: &target.1,
+                reason,
+            };
+            let n = fanout(&st, None, &event);
+            st.members.remove(&target.0);
+            n
+        };
+        self.drop_if_empty(room);
+        Ok(fanned)
+    }
+}
+
+/// Whether connection `id` may enter a room in state `st` with `key`.
+fn check_entry(st: &State, id: u64, key: Option<&str>) -> Result<(), EnterError> {
+    if st.members.contains_key(&id) {
+        return Err(EnterError::Already);
+    }
+    if let Some(k) = &st.modes.key {
+        if key != Some(k.as_str()) {
+            return Err(EnterError::Locked);
+        }
+    }
+    if st.modes.limit.is_some_and(|l| st.members.len() >= l) {
+        return Err(EnterError::Full);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The core driven in-process: members are connections on loopback sockets whose
+    //! outboxes are never flushed, so what each was sent stays queued and countable.
+    use super::*;
+    use crate::event::IrcCaps;
+    use crate::hub::Liveness;
+    use crate::outbox::{Flusher, Outbox, Settings};
+    use crate::rt::TcpStream;
+    use protocol::Framing;
+
+    /// A test room member, and the other end of its socket (kept open).
+    struct Peer {
+        member: Member,
+        _other: std::net::TcpStream,
+    }
+
+    fn peer(id: u64, nick: &str, flusher: &Arc<Flusher>, irc: bool) -> Peer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let other = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        let stream = TcpStream::from(ours);
+        let label: Arc<str> = Arc::from(nick);
+        let outbox = Outbox::new(
+            stream,
+            Settings {
+                cap: 1 << 20,
+                framing: Framing::Line,
+                last_words: false,
+                stall: std::time::Duration::from_secs(60),
+                label: label.clone(),
+            },
+            flusher.clone(),
+        );
+        let conn = Arc::new(Conn {
+            id,
+            label,
+            framing: Framing::Line,
+            outbox,
+            quiet: false,
+            liveness: Liveness::new(0),
+            irc: irc.then(|| Box::new(IrcCaps::default())),
+        });
+        Peer {
+            member: Member {
+                nick: Arc::from(nick),
+                prefix: Arc::from(format!("{nick}!{nick}@test")),
+                conn,
+                op: false,
+                voice: false,
+            },
+            _other: other,
+        }
+    }
+
+    fn queued(p: &Peer) -> usize {
+        p.member.conn.outbox.queued()
+    }
+
+    fn who(p: &Peer) -> Who<'_> {
+        Who {
+            nick: &p.member.nick,
+            prefix: &p.member.prefix,
+        }
+    }
+
+    fn room(name: &str) -> RoomName<'_> {
+        RoomName::new(name).unwrap()
+    }
+
+    fn text(s: &str) -> Text<'_> {
+        Text::new(s, 100).unwrap()
+    }
+
+    #[test]
+    fn the_maker_is_operator_and_rooms_ignore_case() {
+        let flusher = Flusher::new(1 << 20);
+        let rooms = Rooms::new(10, 1 << 20, 20);
+        let (a, b) = (
+            peer(1, "ann", &flusher, false),
+            peer(2, "bob", &flusher, true),
+        );
+        let (dev, _) = rooms
+            .enter(&room("#Dev"), a.member.clone(), None, true, |_, _| {})
+            .unwrap();
+        let (same, fanned) = rooms
+            .enter(&room("#dev"), b.member.clone(), None, true, |_, _| {})
+            .unwrap();
+        assert!(Arc::ptr_eq(&dev, &same));
+        assert_eq!(dev.name.as_str(), "#Dev", "shown as its maker wrote it");
+        assert_eq!(fanned, 1, "ann is told bob entered");
+        let st = dev.read();
+        assert!(st.members[&1].op && !st.members[&2].op);
+        drop(st);
+        assert_eq!(
+            rooms
+                .enter(&room("#DEV"), b.member.clone(), None, true, |_, _| {})
+                .err(),
+            Some(EnterError::Already)
+        );
+        assert_eq!(
+            rooms.set_topic(&dev, 2, &text("x")),
+            Err(RoomError::NotOperator)
+        );
+        assert!(rooms.set_topic(&dev, 1, &text("plans")).is_ok());
+        assert_eq!(
+            rooms.kick(&dev, 2, "ann", "no"),
+            Err(RoomError::NotOperator)
+        );
+        assert_eq!(
+            rooms.kick(&dev, 1, "nobody", "no"),
+            Err(RoomError::TheyAreNotIn)
+        );
+        assert!(rooms.kick(&dev, 1, "BOB", "out").is_ok());
+        assert!(!dev.has(2));
+    }
+
+    #[test]
+    fn speaking_fans_out_to_members_but_the_speaker_and_keeps_history() {
+        let flusher = Flusher::new(1 << 20);
+        let rooms = Rooms::new(2, 1 << 20, 20);
+        let a = peer(1, "ann", &flusher, false);
+        let b = peer(2, "bob", &flusher, true);
+        let c = peer(3, "cat", &flusher, false);
+        let lobby = rooms.lobby().clone();
+        for p in [&a, &b, &c] {
+            rooms
+                .enter(&RoomName::lobby(), p.member.clone(), None, false, |_, _| {})
+                .unwrap();
+        }
+        let before = (queued(&a), queued(&b), queued(&c));
+        for t in ["one", "two", "three"] {
+            let fanned = rooms
+                .say(&lobby, 1, who(&a), &text(t), false, false, 7)
+                .unwrap();
+            assert_eq!(fanned, 2);
+        }
+        assert_eq!(
+            queued(&a),
+            before.0,
+            "the speaker is not sent its own words"
+        );
+        // bob (IRC) and cat (chat port) each got three lines in their own dialect.
+        let said = ["one", "two", "three"];
+        let native: usize = said.iter().map(|t| format!("ann BCST {t}\n").len()).sum();
+        assert_eq!(queued(&c) - before.2, native);
+        // echo-message: the speaker gets it too.
+        rooms
+            .say(&lobby, 2, who(&b), &text("me"), false, true, 8)
+            .unwrap();
+        let irc: usize = said
+            .iter()
+            .map(|t| format!(":ann!ann@test PRIVMSG #lobby :{t}\r\n").len())
+            .sum();
+        let echo = ":bob!bob@test PRIVMSG #lobby :me\r\n".len();
+        assert_eq!(queued(&b) - before.1, irc + echo);
+        let kept: Vec<String> = lobby
+            .history()
+            .iter()
+            .map(|e| e.text.as_str().to_owned())
+            .collect();
+        assert_eq!(kept, ["three", "me"], "--history 2 keeps two");
+        // +n: someone outside cannot speak in.
+        let d = peer(4, "dan", &flusher, false);
+        assert_eq!(
+            rooms.say(&lobby, 4, who(&d), &text("hi"), false, false, 9),
+            Err(RoomError::NotIn)
+        );
+    }
+
+    #[test]
+    fn a_quit_is_told_once_to_each_person_and_empty_rooms_go() {
+        let flusher = Flusher::new(1 << 20);
+        let rooms = Rooms::new(10, 1 << 20, 20);
+        let a = peer(1, "ann", &flusher, false);
+        let b = peer(2, "bob", &flusher, false);
+        let mut joined = Vec::new();
+        for name in ["#one", "#two"] {
+            for p in [&a, &b] {
+                let (r, _) = rooms
+                    .enter(&room(name), p.member.clone(), None, false, |_, _| {})
+                    .unwrap();
+                if p.member.conn.id == 1 {
+                    joined.push(r);
+                }
+            }
+        }
+        let before = queued(&b);
+        let fanned = rooms.quit(&joined, 1, who(&a), "bye", true);
+        assert_eq!(
+            fanned, 1,
+            "bob shares two rooms with ann and hears of it once"
+        );
+        assert_eq!(queued(&b) - before, "* ann left #one\n".len());
+        assert_eq!(
+            rooms.list().len(),
+            3,
+            "#lobby, #one and #two (bob is still in them)"
+        );
+        let bob_rooms = rooms.rooms_of(2);
+        rooms.quit(&bob_rooms, 2, who(&b), "bye", true);
+        let names: Vec<String> = rooms
+            .list()
+            .iter()
+            .map(|r| r.0.as_str().to_owned())
+            .collect();
+        assert_eq!(names, ["#lobby"], "empty rooms go; the lobby stays");
+    }
+
+    #[test]
+    fn keys_and_limits_are_checked_on_entry() {
+        let flusher = Flusher::new(1 << 20);
+        let rooms = Rooms::new(10, 1 << 20, 20);
+        let a = peer(1, "ann", &flusher, false);
+        let b = peer(2, "bob", &flusher, false);
+        let (dev, _) = rooms
+            .enter(&room("#dev"), a.member.clone(), None, false, |_, _| {})
+            .unwrap();
+        dev.write().modes.key = Some("k".into());
+        let no_key = rooms.enter(&room("#dev"), b.member.clone(), None, false, |_, _| {});
+        assert_eq!(no_key.err(), Some(EnterError::Locked));
+        dev.write().modes.limit = Some(1);
+        let full = rooms.enter(&room("#dev"), b.member.clone(), Some("k"), false, |_, _| {});
+        assert_eq!(full.err(), Some(EnterError::Full));
+        dev.write().modes.limit = None;
+        assert!(rooms
+            .enter(&room("#dev"), b.member.clone(), Some("k"), false, |_, _| {})
+            .is_ok());
+    }
+}
