@@ -43,6 +43,16 @@ fn signup_auth_and_password_required(framing: Framing) {
             "Password Required: {alice} has an account; send AUTH {alice} <password>"
         ));
     }
+    // Names are one without regard to case: another case of the name is hers too.
+    let upper = alice.to_ascii_uppercase();
+    eve.send(&format!("JOIN {upper}"));
+    eve.expect(&format!(
+        "Password Required: {upper} has an account; send AUTH {upper} <password>"
+    ));
+    eve.send(&format!("SIGNUP {upper} my own password"));
+    eve.expect(&format!(
+        "Account Exists: {upper} already has an account; send AUTH {upper} <password>"
+    ));
     eve.send("LIST");
     eve.expect_prefix("Unregistered User");
     // A wrong password and an unknown account get the very same answer.

@@ -22,6 +22,7 @@
 //! unknown account still hashes (against a dummy hash), so the answer's timing does not tell
 //! whether the account exists; the comparison itself is constant-time (`password-hash`).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -133,12 +134,15 @@ impl Accounts {
             };
             if Name::new(name).is_err() || PasswordHash::new(phc).is_err() {
                 warnings.push(format!("line {line_no}: malformed; ignored"));
-            } else if hashes.contains_key(name) {
-                warnings.push(format!(
+                continue;
+            }
+            match hashes.entry(fold(name)) {
+                Entry::Occupied(_) => warnings.push(format!(
                     "line {line_no}: duplicate account {name:?} ignored"
-                ));
-            } else {
-                hashes.insert(name.to_owned(), Arc::from(phc));
+                )),
+                Entry::Vacant(slot) => {
+                    slot.insert(Arc::from(phc));
+                }
             }
         }
         let at_once = hashes_at_once();
@@ -175,7 +179,7 @@ impl Accounts {
 
     /// Whether `name` has an account.
     pub fn exists(&self, name: &str) -> bool {
-        sync::read(&self.hashes).contains_key(name)
+        sync::read(&self.hashes).contains_key(&fold(name))
     }
 
     /// Runs `work` on a blocking thread once a hashing permit is free. The permit comes back
@@ -196,7 +200,7 @@ impl Accounts {
 
     /// Whether `password` is `name`'s. An unknown account costs the same hash as a known one.
     pub async fn check(&self, name: &str, password: &str) -> bool {
-        let known_hash = sync::read(&self.hashes).get(name).cloned();
+        let known_hash = sync::read(&self.hashes).get(&fold(name)).cloned();
         let (stored, known) = match known_hash {
             Some(stored) => (stored, true),
             None => (self.dummy.clone(), false),
@@ -218,10 +222,10 @@ impl Accounts {
             .map_err(SignupError::Io)?;
         let text = {
             let mut hashes = sync::write(&self.hashes);
-            if hashes.contains_key(name) {
+            if hashes.contains_key(&fold(name)) {
                 return Err(SignupError::Exists);
             }
-            hashes.insert(name.to_owned(), Arc::from(phc));
+            hashes.insert(fold(name), Arc::from(phc));
             render(&hashes)
         };
         let (dir, file) = (self.dir.clone(), self.file.clone());
@@ -231,14 +235,20 @@ impl Accounts {
         })
         .await;
         if let Err(e) = written {
-            sync::write(&self.hashes).remove(name);
+            sync::write(&self.hashes).remove(&fold(name));
             return Err(SignupError::Io(e));
         }
         Ok(())
     }
 }
 
-/// The file's text: one `name hash` line per account, sorted by name.
+/// The key an account is kept under: names are unique without regard to case (the hub's rule,
+/// and IRC's), so `Alice` can neither sign up beside `alice` nor pass for her.
+pub(crate) fn fold(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// The file's text: one `name hash` line per account, sorted.
 fn render(hashes: &HashMap<String, Arc<str>>) -> String {
     let mut names: Vec<&String> = hashes.keys().collect();
     names.sort();

@@ -146,7 +146,20 @@ pub fn serve(
                 chat(&hub, &services, &conn, &mut reader, origin).await
             }
             Door::Mailbox => mailbox(&hub, &services, &conn, &mut reader).await,
-            Door::Irc => Box::pin(crate::door::irc::serve(&hub, &conn, &mut reader)).await,
+            Door::Irc => {
+                let origin = Origin {
+                    ip: peer.ip(),
+                    secure,
+                };
+                Box::pin(crate::door::irc::serve(
+                    &hub,
+                    &services,
+                    &conn,
+                    &mut reader,
+                    origin,
+                ))
+                .await
+            }
         }
         if hub.shutdown.is_triggered() {
             crate::hub::quit(&conn);

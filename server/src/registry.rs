@@ -69,7 +69,7 @@ impl Owner {
         match s.split_once(':')? {
             ("account", name) => Name::new(name)
                 .ok()
-                .map(|_| Owner::Account(name.to_owned())),
+                .map(|_| Owner::Account(crate::accounts::fold(name))),
             ("ip", ip) => ip.parse().ok().map(Owner::Ip),
             _ => None,
         }

@@ -10,6 +10,7 @@ use std::io;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::lock::Mutex as AsyncMutex;
 use log::{error, info, warn};
@@ -41,6 +42,36 @@ pub struct Services {
 }
 
 impl Services {
+    /// How long an attempt to prove `name` from `ip` must wait first, when guessing has
+    /// been slowed (per account and per address; the longer wins). Both doors ask this
+    /// before they hash anything (AUTH on the chat port, SASL on the IRC door).
+    pub fn auth_wait(&self, name: &str, ip: &IpAddr, now: Instant) -> Option<Duration> {
+        let key = crate::accounts::fold(name);
+        [
+            self.guesses_by_name.check(&key, now),
+            self.guesses_by_addr.check(ip, now),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .max()
+    }
+
+    /// Whether `password` proves `name` (hashed off the executor), counting the outcome
+    /// toward the guessing back-off for `name` and `ip`.
+    pub async fn authenticate(&self, name: &str, password: &str, ip: &IpAddr) -> bool {
+        let ok = self.accounts.check(name, password).await;
+        let key = crate::accounts::fold(name);
+        if ok {
+            self.guesses_by_name.succeed(&key);
+            self.guesses_by_addr.succeed(ip);
+        } else {
+            let now = Instant::now();
+            self.guesses_by_name.fail(&key, now);
+            self.guesses_by_addr.fail(ip, now);
+        }
+        ok
+    }
+
     /// Opens the mailbox store and loads the registry under `data_dir`.
     pub fn open(data_dir: &Path, mailbox_cap: usize) -> io::Result<Services> {
         std::fs::create_dir_all(data_dir).map_err(|e| {

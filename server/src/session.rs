@@ -370,15 +370,9 @@ impl Session {
             }
             None => {}
         }
-        let now = Instant::now();
-        let key = name.as_str().to_owned();
-        let wait = [
-            self.services.guesses_by_name.check(&key, now),
-            self.services.guesses_by_addr.check(&self.origin.ip, now),
-        ]
-        .into_iter()
-        .filter_map(Result::err)
-        .max();
+        let wait = self
+            .services
+            .auth_wait(name.as_str(), &self.origin.ip, Instant::now());
         if let Some(wait) = wait {
             warn!(
                 "{} AUTH {name} refused unchecked: too many failures (wait {wait:?})",
@@ -397,7 +391,7 @@ impl Session {
     /// Who owns what this connection registers: its account, else its address.
     fn owner(&self) -> Owner {
         match &self.account {
-            Some(account) => Owner::Account(account.as_str().to_owned()),
+            Some(account) => Owner::Account(crate::accounts::fold(account.as_str())),
             None => Owner::Ip(self.origin.ip),
         }
     }
@@ -432,18 +426,15 @@ impl Session {
 
     /// AUTH, after the back-off check: hash and compare, then take the name.
     async fn auth(&mut self, name: Name<'static>, secret: Secret) {
-        let ok = self.services.accounts.check(name.as_str(), &secret.0).await;
+        let ok = self
+            .services
+            .authenticate(name.as_str(), &secret.0, &self.origin.ip)
+            .await;
         drop(secret);
-        let key = name.as_str().to_owned();
         if !ok {
-            let now = Instant::now();
-            self.services.guesses_by_name.fail(&key, now);
-            self.services.guesses_by_addr.fail(&self.origin.ip, now);
             warn!("{} AUTH {name} failed", self.conn.label);
             return self.reply(Reply::AuthFailed);
         }
-        self.services.guesses_by_name.succeed(&key);
-        self.services.guesses_by_addr.succeed(&self.origin.ip);
         info!("{} proved account {name}", self.conn.label);
         self.take(name);
     }
