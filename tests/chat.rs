@@ -753,3 +753,96 @@ fn conversation_never_waits_for_the_read_clock(f: Framing) {
         a.expect(&format!("B SENT pong {i}"));
     }
 }
+
+/// Runs `chat-server` with `args` until it exits (within 20 s, else it is killed and the
+/// test fails): its exit status and everything it printed.
+fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(chat_tests::bin("chat-server"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chat-server");
+    let (mut out, mut err) = (
+        child.stdout.take().expect("stdout"),
+        child.stderr.take().expect("stderr"),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let (mut o, mut e) = (String::new(), String::new());
+        let _ = out.read_to_string(&mut o);
+        let _ = err.read_to_string(&mut e);
+        let _ = tx.send(o + &e);
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(printed) => (child.wait().expect("wait for chat-server"), printed),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chat-server {args:?} did not exit on a start-up error");
+        }
+    }
+}
+
+/// A start-up error names what it concerns (the address and which port, the path), comes
+/// before anything claims to be listening, and the server exits with failure.
+#[test]
+fn start_up_errors_name_the_port_and_the_path() {
+    let dir = chat_tests::TempDir::new();
+    let data = dir.path().to_string_lossy().into_owned();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");
+    let port = taken.local_addr().expect("its address").port().to_string();
+
+    let (status, printed) = run_to_exit(&[&port, "--bind", "127.0.0.1", "--data-dir", &data]);
+    assert!(!status.success(), "exited {status} with the port taken");
+    assert!(
+        printed.contains(&format!("127.0.0.1:{port}")) && printed.contains("chat port"),
+        "the error does not name the port: {printed}"
+    );
+    assert!(
+        !printed.contains("listening"),
+        "claimed to listen: {printed}"
+    );
+
+    let (status, printed) = run_to_exit(&[
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--mailbox-port",
+        &port,
+        "--data-dir",
+        &data,
+    ]);
+    assert!(
+        !status.success(),
+        "exited {status} with the mailbox port taken"
+    );
+    assert!(
+        printed.contains(&format!("127.0.0.1:{port}")) && printed.contains("mailbox port"),
+        "the error does not name the mailbox port: {printed}"
+    );
+    assert!(
+        !printed.contains("listening"),
+        "claimed to listen: {printed}"
+    );
+
+    let file = dir.path().join("a-file-not-a-directory");
+    std::fs::write(&file, "x").expect("write a file");
+    let file = file.to_string_lossy().into_owned();
+    let (status, printed) = run_to_exit(&["0", "--bind", "127.0.0.1", "--data-dir", &file]);
+    assert!(
+        !status.success(),
+        "exited {status} with a file as the data dir"
+    );
+    assert!(
+        printed.contains(&file),
+        "the error does not name the path: {printed}"
+    );
+    assert!(
+        !printed.contains("listening"),
+        "claimed to listen: {printed}"
+    );
+}

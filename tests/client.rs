@@ -3,6 +3,8 @@
 //! * `client/scripted.rs`: scripted mode (stdin is a pipe): seed 003's example run, end of
 //!   input, the server unreachable or killed, refused lines that send nothing, PING, QUIT.
 //! * `client/modes.rs`: `--menu` (seed 000) and `--mailbox` (seed 001) fed from a pipe.
+//! * `client/tls.rs`: `--tls`: `--fingerprint`, `--ca`, trust on first use, `/signup` and
+//!   `/auth` from a script, and the menu and mailbox modes over TLS.
 //! * `client/pty.rs` (Unix): the interactive client in a real terminal (a tmux pane):
 //!   echo, incoming lines above a half-typed one, editing keys, history, Ctrl-C, the
 //!   terminal restored, and the menu and mailbox modes at a terminal.
@@ -39,6 +41,8 @@ mod pty;
 mod rooms;
 #[path = "client/scripted.rs"]
 mod scripted;
+#[path = "client/tls.rs"]
+mod tls;
 #[cfg(unix)]
 #[path = "client/typing.rs"]
 mod typing;
@@ -63,10 +67,16 @@ pub struct Proc {
 impl Proc {
     /// Starts `chat-client <addr's ip> <addr's port> <args>`.
     pub fn start(addr: SocketAddr, args: &[&str]) -> Proc {
+        Proc::start_with_env(addr, args, &[])
+    }
+
+    /// [`Proc::start`] with extra environment variables.
+    pub fn start_with_env(addr: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut child = Command::new(bin("chat-client"))
             .arg(addr.ip().to_string())
             .arg(addr.port().to_string())
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -590,6 +590,112 @@ fn an_irc_client_that_stops_reading_is_dropped_at_its_send_queue() {
         s.wait_log("evicted: send queue full", chat_tests::TIMEOUT),
         "the slow IRC client was not evicted"
     );
-    alice.expect_after_notices("* slow left");
+    // Every broadcast alice sent is fanned out before her PONG comes back: none can reach
+    // the fresh clients of `assert_chats`.
+    alice.send("PING");
+    let mut left = false;
+    loop {
+        match alice.recv().as_str() {
+            "PONG" => break,
+            "* slow left" => left = true,
+            m => assert!(m.starts_with("* "), "alice got {m:?}"),
+        }
+    }
+    if !left {
+        alice.expect_after_notices_until("* slow left");
+    }
     s.assert_chats();
+}
+
+/// Makes the account `alice` (password `correct horse battery`) on the chat port, over TLS.
+fn sign_up_alice(s: &Server) {
+    let mut c = s.tls(chat_tests::Framing::Line);
+    c.send("SIGNUP alice correct horse battery");
+    c.expect("HELLO alice");
+    c.send("QUIT");
+    c.expect_after_notices("BYE");
+}
+
+/// An IRC client over TLS (the server's own certificate, pinned by its fingerprint).
+fn irc_tls(s: &Server) -> Client {
+    Client::connect_tls(
+        s.irc_addr.expect("started with --irc-port"),
+        chat_tests::Framing::Line,
+        &s.fingerprint(),
+    )
+}
+
+/// SASL PLAIN over TLS proves an account made on the chat port, and registration then
+/// takes its nick; `900` and `903` say so.
+#[test]
+fn sasl_plain_over_tls_takes_an_account_nick() {
+    let s = server(&[]);
+    sign_up_alice(&s);
+    let mut c = irc_tls(&s);
+    c.send("CAP LS 302");
+    let ls = until(&mut c, "CAP * LS");
+    assert!(ls.contains("sasl=PLAIN"), "{ls}");
+    c.send("NICK alice");
+    c.send("USER alice 0 * :Alice");
+    c.send("CAP REQ :sasl");
+    c.expect(":chat-server CAP * ACK :sasl");
+    c.send("AUTHENTICATE PLAIN");
+    c.expect("AUTHENTICATE +");
+    c.send("AUTHENTICATE AGFsaWNlAGNvcnJlY3QgaG9yc2UgYmF0dGVyeQ==");
+    let logged = until(&mut c, " 900 ");
+    assert!(
+        logged.contains(" alice :You are now logged in as alice"),
+        "{logged}"
+    );
+    c.expect(":chat-server 903 * :SASL authentication successful");
+    c.send("CAP END");
+    until(&mut c, " 001 alice ");
+    until(&mut c, " 366 alice #lobby ");
+    c.send("QUIT");
+}
+
+/// Without SASL a nick that has an account is refused (`433`), on a plain connection SASL
+/// is not even offered while TLS is on, and a wrong password or someone else's authzid fails
+/// with `904`.
+#[test]
+fn account_nicks_need_sasl_and_sasl_needs_the_password() {
+    let s = server(&[]);
+    sign_up_alice(&s);
+    let mut plain = s.irc();
+    plain.send("CAP LS 302");
+    let ls = until(&mut plain, "CAP * LS");
+    assert!(!ls.contains("sasl"), "SASL offered in clear text: {ls}");
+    plain.send("CAP REQ :sasl");
+    plain.expect(":chat-server CAP * NAK :sasl");
+    plain.send("NICK alice");
+    plain.send("USER alice 0 * :Alice");
+    plain.send("CAP END");
+    let refused = until(&mut plain, " 433 ");
+    assert!(refused.contains("alice :Nickname is reserved"), "{refused}");
+    // In any case.
+    plain.send("NICK ALICE");
+    let refused = until(&mut plain, " 433 ");
+    assert!(refused.contains("ALICE :Nickname is reserved"), "{refused}");
+    plain.send("NICK notalice");
+    until(&mut plain, " 366 notalice #lobby ");
+    // And once registered, not by a change of nick either.
+    plain.send("NICK alice");
+    let refused = until(&mut plain, " 433 ");
+    assert!(refused.contains("alice :Nickname is reserved"), "{refused}");
+
+    for attempt in [
+        "AGFsaWNlAHdyb25nIHBhc3N3b3JkIQ==",             // wrong password
+        "Ym9iAGFsaWNlAGNvcnJlY3QgaG9yc2UgYmF0dGVyeQ==", // acting for bob
+        "not base64 at all!",
+    ] {
+        let mut c = irc_tls(&s);
+        c.send("CAP LS 302");
+        until(&mut c, "CAP * LS");
+        c.send("CAP REQ :sasl");
+        c.expect(":chat-server CAP * ACK :sasl");
+        c.send("AUTHENTICATE PLAIN");
+        c.expect("AUTHENTICATE +");
+        c.send(&format!("AUTHENTICATE {attempt}"));
+        c.expect(":chat-server 904 * :SASL authentication failed");
+    }
 }

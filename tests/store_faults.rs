@@ -248,9 +248,16 @@ mod full_disk {
             assert!(stored < 1000, "COMPOSE never failed on a 3 MiB disk");
         }
         assert!(stored > 100, "only {stored} messages fit in 200 KB");
-        // Whatever space is left, take it, so that READs' removals cannot be written.
+        // Whatever space is left, take it, so that READs' removals cannot be written. What
+        // the log has preallocated still takes short records (how much depends on what else
+        // the data dir holds, a certificate say): use it up.
         fill(&rest, usize::MAX);
-        assert!(!compose(&mut w, "rex", "short"));
+        let mut short = 0;
+        while compose(&mut w, "rex", "short") {
+            stored += 1;
+            short += 1;
+            assert!(short < 20_000, "COMPOSE never failed on a full disk");
+        }
         s.assert_chats();
 
         let mut r = s.framed();

@@ -45,6 +45,8 @@ enum Action {
     Compose,
     /// POST made easy: asks for the subject and the body.
     Post,
+    /// `/signup` and `/auth`: asks for the password without echo, then sends.
+    Password,
     /// Lists the commands.
     Help,
     /// Leaves.
@@ -133,6 +135,18 @@ const SLASH: &[Slash] = &[
         action: Action::Post,
     },
     Slash {
+        name: "signup",
+        usage: "/signup <name>",
+        what: "create an account that owns the name (asks for the password, not shown)",
+        action: Action::Password,
+    },
+    Slash {
+        name: "auth",
+        usage: "/auth <name>",
+        what: "sign in to your account (asks for the password, not shown)",
+        action: Action::Password,
+    },
+    Slash {
         name: "quit",
         usage: "/quit",
         what: "leave (also Ctrl-C, or Ctrl-D on an empty line)",
@@ -148,7 +162,7 @@ const SLASH: &[Slash] = &[
 
 /// Protocol verbs shown by `/help` (they work as typed).
 const WIRE_VERBS: &str = "JOIN LIST MSG BCST ENTER PART SAY ROOMS TOPIC LOGIN COMPOSE READ \
-                          REGISTER DEREGISTER POST SHUTDOWN PING QUIT";
+                          ACK REGISTER DEREGISTER POST SHUTDOWN SIGNUP AUTH PING QUIT";
 
 /// The interactive chat's state.
 struct Chat {
@@ -173,6 +187,11 @@ struct Chat {
     first_answer: Option<Duration>,
     /// Whether the answer still to come is the PONG of our probe (shown to nobody).
     probing: bool,
+    /// The `AUTH <name> <password>` (or SIGNUP) sent last, until its HELLO proves it.
+    signing_in: Option<(String, String)>,
+    /// The account this connection proved, kept in memory only, so that a reconnect signs
+    /// in again instead of meeting `Password Required`.
+    account: Option<(String, String)>,
     /// The room typed lines go to, when not the lobby.
     room: Option<String>,
 }
@@ -204,6 +223,8 @@ pub async fn run(
         quitting: false,
         first_answer: Some(ANSWER_TIMEOUT),
         probing: false,
+        signing_in: None,
+        account: None,
         room: None,
     };
     chat.say(Kind::Plain, &format!("Connected to {host}:{port}."));
@@ -320,6 +341,11 @@ impl Chat {
             }
             Incoming::Hello(name) => {
                 self.say(Kind::Plain, &format!("HELLO {name}"));
+                if let Some((who, password)) = self.signing_in.take() {
+                    if who == name {
+                        self.account = Some((who, password));
+                    }
+                }
                 self.name = Some(name);
                 self.update_prompt();
             }
@@ -466,6 +492,7 @@ impl Chat {
                 let step = self.composer.feed(&format!("POST {args}"));
                 return self.step(step).await;
             }
+            Action::Password => self.password_command(&format!("{verb} {args}")).await?,
             Action::Join => {
                 let args = args.trim();
                 let wire = if args.starts_with('#') {
@@ -507,6 +534,31 @@ impl Chat {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// `/signup <name>` and `/auth <name>`: asks for the password without echo, then sends.
+    async fn password_command(&mut self, line: &str) -> Result<(), ConnError> {
+        let Some((verb, name)) =
+            crate::secret::parse(&format!("/{line}")).map(|(v, n)| (v, n.to_owned()))
+        else {
+            return Ok(());
+        };
+        if let Err(why) = crate::secret::check_name(&name) {
+            self.say(Kind::Error, &format!("Not sent: {why}"));
+            return Ok(());
+        }
+        let prompt = format!("password for {name} (not shown): ");
+        match self.session.ui.read_secret(&prompt).await {
+            None => self.say(Kind::Plain, "Cancelled; nothing was sent."),
+            Some(password) => match crate::secret::command(verb, &name, &password) {
+                Ok(command) => {
+                    self.session.writer.send(&[command]).await?;
+                    self.signing_in = Some((name, password));
+                }
+                Err(why) => self.say(Kind::Error, &format!("Not sent: {why}")),
+            },
+        }
+        Ok(())
     }
 
     /// `/help`: the client's commands, then the protocol's.
@@ -583,19 +635,18 @@ impl Chat {
         }
     }
 
-    /// Sends JOIN with our name on a new connection; `true` once the server said HELLO.
-    /// Sets `quitting` when the user left meanwhile.
+    /// Sends JOIN with our name on a new connection (AUTH, when this name is an account we
+    /// proved); `true` once the server said HELLO. Sets `quitting` when the user left
+    /// meanwhile.
     async fn rejoin(&mut self) -> Result<bool, ConnError> {
         let Some(name) = self.name.clone() else {
             return Ok(false);
         };
-        if self
-            .session
-            .writer
-            .send(&[format!("JOIN {name}")])
-            .await
-            .is_err()
-        {
+        let command = match &self.account {
+            Some((who, password)) if *who == name => format!("AUTH {name} {password}"),
+            _ => format!("JOIN {name}"),
+        };
+        if self.session.writer.send(&[command]).await.is_err() {
             return Ok(false);
         }
         loop {

@@ -7,13 +7,14 @@
 
 use std::fmt;
 use std::io;
-use std::net::Shutdown;
 use std::time::Duration;
 
 use async_std::net::TcpStream;
 use async_std::prelude::*;
 use protocol::frame::{put_str, Decoder, FrameError, Framing};
 use protocol::DEFAULT_MAX_MESSAGE;
+
+use crate::tls::{self, ReadStream, WriteStream};
 
 /// How long connecting may take before the client gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,19 +88,35 @@ pub async fn connect(
     };
     // Small interactive messages: send each one at once.
     let _ = stream.set_nodelay(true);
+    // Inside TLS when `--tls` was given (see `tls.rs`).
+    let opened = async_std::future::timeout(CONNECT_TIMEOUT, tls::open(stream, host, port));
+    let (read, write) = match opened.await {
+        Ok(Ok(halves)) => halves,
+        Ok(Err(source)) => return Err(ConnError::Connect { addr, source }),
+        Err(_) => {
+            let source = io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out");
+            return Err(ConnError::Connect { addr, source });
+        }
+    };
     let reader = Reader {
-        stream: stream.clone(),
+        stream: read,
         buf: Vec::with_capacity(1024),
         decoder: Decoder::new(framing, MAX_INCOMING),
     };
-    Ok((reader, Writer { stream, framing }))
+    Ok((
+        reader,
+        Writer {
+            stream: write,
+            framing,
+        },
+    ))
 }
 
 /// The receiving half: turns the byte stream into whole messages.
 #[derive(Debug)]
 pub struct Reader {
-    /// Our handle on the socket.
-    stream: TcpStream,
+    /// Our handle on the socket (or the TLS session over it).
+    stream: ReadStream,
     /// Bytes received but not yet returned as messages.
     buf: Vec<u8>,
     /// Splits `buf` into messages in the connection's framing.
@@ -121,7 +138,8 @@ impl Reader {
                 return Ok(Some(text));
             }
             let mut chunk = [0u8; 4096];
-            let n = (&self.stream)
+            let n = self
+                .stream
                 .read(&mut chunk)
                 .await
                 .map_err(ConnError::Lost)?;
@@ -147,8 +165,8 @@ impl Reader {
 /// The sending half: encodes messages in the connection's framing.
 #[derive(Debug)]
 pub struct Writer {
-    /// Our handle on the socket.
-    stream: TcpStream,
+    /// Our handle on the socket (or the TLS session over it).
+    stream: WriteStream,
     /// The framing the server will detect from our first byte.
     framing: Framing,
 }
@@ -160,17 +178,14 @@ impl Writer {
         for m in messages {
             put_str(self.framing, &mut out, m.as_ref());
         }
-        (&self.stream)
-            .write_all(&out)
-            .await
-            .map_err(ConnError::Lost)?;
-        (&self.stream).flush().await.map_err(ConnError::Lost)
+        self.stream.write_all(&out).await.map_err(ConnError::Lost)?;
+        self.stream.flush().await.map_err(ConnError::Lost)
     }
 
     /// Tells the server we will send nothing more (half-close), keeping the read side open.
     pub fn finish(&self) {
         // The peer may already be gone; there is nothing left to tell it then.
-        let _ = self.stream.shutdown(Shutdown::Write);
+        self.stream.shutdown_write();
     }
 }
 

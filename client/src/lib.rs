@@ -3,6 +3,8 @@
 //! Layout, one layer per file:
 //!
 //! * [`conn`]: the socket: connect, read whole messages (cancel-safe), write batches.
+//! * [`tls`]: `--tls`: the TLS session and how the server is trusted (CA, pinned
+//!   fingerprint, or trust on first use); [`secret`]: passwords for `/signup` and `/auth`.
 //! * [`validate`]: client-side checks; holds COMPOSE/POST until their follow-ups are valid.
 //! * [`incoming`]: what the server says, read by the protocol crate's classifier, with
 //!   multi-message replies and events put back together.
@@ -16,17 +18,19 @@
 //! `main.rs` only parses the command line and calls [`run`]. The client never starts a
 //! logger: the terminal is its own.
 
-pub mod chat;
-pub mod conn;
-pub mod dialog;
-pub mod incoming;
-pub mod input;
-pub mod mailbox;
-pub mod menu;
-pub mod scripted;
-pub mod terminal;
+pub(crate) mod chat;
+pub(crate) mod conn;
+pub(crate) mod dialog;
+pub(crate) mod incoming;
+pub(crate) mod input;
+pub(crate) mod mailbox;
+pub(crate) mod menu;
+pub(crate) mod scripted;
+pub(crate) mod secret;
+pub(crate) mod terminal;
+pub mod tls;
 pub mod ui;
-pub mod validate;
+pub(crate) mod validate;
 
 use std::fmt;
 use std::io::{self, IsTerminal};

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use chat_client::tls::{self, Trust};
 use chat_client::{Config, Mode};
 use clap::Parser;
 
@@ -25,6 +26,20 @@ struct Args {
     /// The mailbox: log in, write and read messages (talks to the server's mailbox port).
     #[arg(long)]
     mailbox: bool,
+    /// Talk to the server inside TLS (trusting it by --ca, --fingerprint, or on first use).
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: trust servers whose certificate chains to one in this PEM file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls",
+        conflicts_with = "fingerprint"
+    )]
+    ca: Option<std::path::PathBuf>,
+    /// With --tls: trust only the certificate with this SHA-256 fingerprint.
+    #[arg(long, value_name = "SHA256", requires = "tls")]
+    fingerprint: Option<String>,
 }
 
 /// Checks `--name` as the server would (1 to 32 letters, digits, `_`, `-` or `.`).
@@ -36,6 +51,23 @@ fn valid_name(name: &str) -> Result<String, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.tls {
+        let trust = match (args.ca, args.fingerprint) {
+            (Some(ca), _) => Trust::Ca(ca),
+            (None, Some(typed)) => match tls::parse_fingerprint(&typed) {
+                Some(fp) => Trust::Fingerprint(fp),
+                None => {
+                    chat_client::ui::err_line(&format!(
+                        "chat-client: --fingerprint {typed:?} is not a SHA-256 fingerprint \
+                         (64 hex digits, colons allowed)"
+                    ));
+                    return ExitCode::from(2);
+                }
+            },
+            (None, None) => Trust::FirstUse,
+        };
+        tls::enable(trust);
+    }
     let mode = match (args.menu, args.mailbox) {
         (true, _) => Mode::Menu,
         (_, true) => Mode::Mailbox,

@@ -93,6 +93,15 @@ pub async fn run(host: &str, port: u16, name: Option<&str>) -> Result<(), ConnEr
             }
             Turn::Stdin(Some(StdinLine::Text(line))) => {
                 line_no += 1;
+                // `/signup <name>`, `/auth <name>`: the password comes from CHAT_PASSWORD.
+                let line = match crate::secret::script_line(&line) {
+                    None => line,
+                    Some(Ok(command)) => command,
+                    Some(Err(why)) => {
+                        err_line(&format!("line {line_no}: not sent: {why}"));
+                        continue;
+                    }
+                };
                 let sent = send_line(&mut composer, &mut writer, line_no, &line).await?;
                 asked = asked.or(sent.asks.then(Instant::now));
                 if sent.quit {

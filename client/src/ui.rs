@@ -187,6 +187,37 @@ impl Ui {
         }
     }
 
+    /// Reads a password after `prompt` without echoing it (see [`crate::secret`]); `None`
+    /// when the user cancels or input ends. On a pipe: the next line.
+    pub async fn read_secret(&mut self, prompt: &str) -> Option<String> {
+        match &mut self.side {
+            Side::Piped(p) => loop {
+                match p.lines.next().await? {
+                    StdinLine::Text(line) => return Some(line),
+                    StdinLine::NotUtf8 => {}
+                }
+            },
+            Side::Term(t) => {
+                t.screen.set_prompt(prompt);
+                t.screen.draw_input(&LineEditor::new(false));
+                let mut typed = String::new();
+                loop {
+                    let event = match t.events.next().await {
+                        Some(Ok(event)) => event,
+                        None | Some(Err(_)) => return None,
+                    };
+                    if let TermEvent::Key(key) = event {
+                        match crate::secret::key(&mut typed, key) {
+                            crate::secret::SecretKey::More => {}
+                            crate::secret::SecretKey::Done => return Some(typed),
+                            crate::secret::SecretKey::Cancel => return None,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Waits for the user. With `want_line` false, keys are still echoed and Ctrl-C still
     /// leaves, but finished lines are queued for later (and stdin is not read).
     pub async fn input(&mut self, want_line: bool) -> UserInput {

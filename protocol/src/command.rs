@@ -52,6 +52,10 @@ pub enum Command<'a> {
     Ping,
     /// `PONG`: the answer to the server's `* PING`; proves the client is alive.
     Pong,
+    /// `SIGNUP <name> <password>`: create an account that owns the name, and take it.
+    Signup(Name<'a>, Password<'a>),
+    /// `AUTH <name> <password>`: prove the account and take its name.
+    Auth(Name<'a>, Password<'a>),
     /// `ENTER <#room> [<key>]`: enter a room (made on first entry; its maker is its operator).
     Enter {
         /// The room.
@@ -81,6 +85,37 @@ pub enum Command<'a> {
     Unknown,
 }
 
+/// Fewest characters in a password.
+pub const PASSWORD_MIN: usize = 8;
+/// Most characters in a password.
+pub const PASSWORD_MAX: usize = 128;
+
+/// A password: the rest of a SIGNUP or AUTH line, 8 to 128 printable characters, spaces
+/// allowed. Its `Debug` never shows it, so no log line can carry it by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password<'a>(&'a str);
+
+impl<'a> Password<'a> {
+    /// Checks the length (the text is already known to be printable).
+    pub fn new(s: &'a str) -> Option<Password<'a>> {
+        let chars = s.chars().count();
+        (PASSWORD_MIN..=PASSWORD_MAX)
+            .contains(&chars)
+            .then_some(Password(s))
+    }
+
+    /// The password itself, for hashing.
+    pub fn expose(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for Password<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
 /// What is wrong with the arguments of a known command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum ParseErrorKind {
@@ -96,6 +131,9 @@ pub enum ParseErrorKind {
     /// The POST sender is not `user@machine`.
     #[error("Invalid Sender: {0}")]
     Sender(SenderError),
+    /// A SIGNUP or AUTH password is too short or too long.
+    #[error("Invalid Password: 8 to 128 printable characters")]
+    Password,
     /// A room argument is invalid.
     #[error("Invalid Room: {0}")]
     Room(RoomError),
@@ -133,6 +171,8 @@ pub fn syntax(verb: &str) -> Option<&'static str> {
         "SHUTDOWN" => "SHUTDOWN",
         "PING" => "PING",
         "PONG" => "PONG",
+        "SIGNUP" => "SIGNUP <name> <password>",
+        "AUTH" => "AUTH <name> <password>",
         "ENTER" => "ENTER <#room> [<key>]",
         "PART" => "PART <#room>",
         "SAY" => "SAY <#room> <text>",
@@ -201,6 +241,17 @@ impl<'a> Command<'a> {
                 Sender::parse(args)
                     .map(Command::Post)
                     .map_err(|e| fail(ParseErrorKind::Sender(e)))
+            }
+            "SIGNUP" | "AUTH" => {
+                let (who, password) = args
+                    .and_then(split_space)
+                    .ok_or(fail(ParseErrorKind::Usage(usage)))?;
+                let who = Name::new(who).map_err(|e| fail(ParseErrorKind::Name(e)))?;
+                let password = Password::new(password).ok_or(fail(ParseErrorKind::Password))?;
+                Ok(match verb {
+                    "SIGNUP" => Command::Signup(who, password),
+                    _ => Command::Auth(who, password),
+                })
             }
             "LIST" | "GETNAMES" => bare(Command::List),
             "EXIT" | "QUIT" => bare(Command::Quit),
@@ -379,6 +430,33 @@ mod tests {
         ] {
             assert!(!Command::parse(line).unwrap().needs_name(), "{line}");
         }
+    }
+
+    #[test]
+    fn accounts() {
+        let Ok(Command::Signup(who, pw)) = Command::parse("SIGNUP alice correct horse") else {
+            panic!("SIGNUP did not parse");
+        };
+        assert_eq!((who.as_str(), pw.expose()), ("alice", "correct horse"));
+        assert_eq!(format!("{pw:?}"), "Password(..)", "never shown");
+        let Ok(Command::Auth(who, pw)) = Command::parse("AUTH bob 12345678") else {
+            panic!("AUTH did not parse");
+        };
+        assert_eq!((who.as_str(), pw.expose()), ("bob", "12345678"));
+        assert_eq!(
+            Command::parse("AUTH bob short").unwrap_err().kind,
+            ParseErrorKind::Password
+        );
+        let long = format!("SIGNUP bob {}", "x".repeat(129));
+        assert_eq!(
+            Command::parse(&long).unwrap_err().kind,
+            ParseErrorKind::Password
+        );
+        assert_eq!(
+            Command::parse("AUTH bob").unwrap_err().kind,
+            ParseErrorKind::Usage("AUTH <name> <password>")
+        );
+        assert!(!Command::parse("AUTH bob 12345678").unwrap().needs_name());
     }
 
     #[test]

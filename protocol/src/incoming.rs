@@ -273,6 +273,8 @@ const REFUSALS: &[&str] = &[
     "Auth Failed",
     "Password Required",
     "TLS Required",
+    "Account Exists:",
+    "Machine Owned:",
     "ALREADY REGISTERED ",
     "MESSAGE FAILED",
     "READ ERROR",
@@ -560,11 +562,17 @@ mod tests {
             Reply::RoomLocked(_) => (57, vec![F]),
             Reply::RoomFull(_) => (58, vec![F]),
             Reply::Renamed { .. } => (59, vec![E]),
+            Reply::PasswordRequired(_) => (60, vec![F]),
+            Reply::AuthFailed => (61, vec![F]),
+            Reply::AuthThrottled(_) => (62, vec![F]),
+            Reply::AccountExists(_) => (63, vec![F]),
+            Reply::TlsRequired => (64, vec![F]),
+            Reply::MachineOwned(_) => (65, vec![F]),
         }
     }
 
     /// How many variants `expected` numbers.
-    const VARIANTS: usize = 60;
+    const VARIANTS: usize = 66;
 
     #[test]
     fn every_reply_and_event_reads_back_as_what_it_is() {
@@ -718,6 +726,12 @@ mod tests {
                 old: "bob",
                 new: "robert",
             },
+            Reply::PasswordRequired(&a),
+            Reply::AuthFailed,
+            Reply::AuthThrottled(30),
+            Reply::AccountExists(&a),
+            Reply::TlsRequired,
+            Reply::MachineOwned(&m),
         ];
         let mut seen = [false; VARIANTS];
         // One classifier for the whole stream, as a client has: state carries over.

@@ -25,7 +25,7 @@ pub mod reply;
 pub mod room;
 pub mod text;
 
-pub use command::{Command, ParseError, ParseErrorKind};
+pub use command::{Command, ParseError, ParseErrorKind, Password};
 pub use frame::{Decoded, Decoder, FrameError, Framing, DEFAULT_MAX_MESSAGE};
 pub use incoming::{Class, Classifier, Incoming};
 pub use mailbox::MailCommand;

@@ -129,6 +129,18 @@ pub enum Reply<'a> {
     Quit(&'a str),
     /// `* ERROR <reason>`: the server is closing this connection, and why.
     Error(&'a str),
+    /// `Password Required: <name> has an account; send AUTH <name> <password>`.
+    PasswordRequired(&'a Name<'a>),
+    /// `Auth Failed`: a wrong password or an unknown account (never says which).
+    AuthFailed,
+    /// `Auth Failed: too many failures; try again in <n> s`: guessing is being slowed.
+    AuthThrottled(u64),
+    /// `Account Exists: <name> already has an account; send AUTH <name> <password>`.
+    AccountExists(&'a Name<'a>),
+    /// `TLS Required: passwords are accepted only over TLS`.
+    TlsRequired,
+    /// `Machine Owned: <machine> belongs to someone else`: another owner's machine.
+    MachineOwned(&'a Name<'a>),
     /// `ENTERED <#room>`: you are in the room.
     Entered(&'a str),
     /// `PARTED <#room>`: you left the room.
@@ -314,6 +326,22 @@ impl Reply<'_> {
             Reply::Ping => put(format_args!("* PING")),
             Reply::Quit(reason) => put(format_args!("* QUIT {reason}")),
             Reply::Error(reason) => put(format_args!("* ERROR {reason}")),
+            Reply::PasswordRequired(n) => put(format_args!(
+                "Password Required: {n} has an account; send AUTH {n} <password>"
+            )),
+            Reply::AuthFailed => put(format_args!("Auth Failed")),
+            Reply::AuthThrottled(secs) => put(format_args!(
+                "Auth Failed: too many failures; try again in {secs} s"
+            )),
+            Reply::AccountExists(n) => put(format_args!(
+                "Account Exists: {n} already has an account; send AUTH {n} <password>"
+            )),
+            Reply::TlsRequired => put(format_args!(
+                "TLS Required: passwords are accepted only over TLS"
+            )),
+            Reply::MachineOwned(m) => {
+                put(format_args!("Machine Owned: {m} belongs to someone else"))
+            }
             Reply::Entered(room) => put_parts(framing, out, &["ENTERED ", room]),
             Reply::Parted(room) => put_parts(framing, out, &["PARTED ", room]),
             Reply::Topic { room, text } => match text {

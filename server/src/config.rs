@@ -37,6 +37,8 @@ pub struct Config {
     /// A connection that streams is read at most once per this period (zero: as soon as
     /// bytes arrive); see [`crate::pacer`].
     pub read_coalesce: Duration,
+    /// TLS settings (`None`: TLS off; see [`crate::tls`]).
+    pub tls: Option<crate::tls::TlsSettings>,
     /// Messages each room keeps for those who enter later (0: no history).
     pub history: usize,
     /// Most bytes all rooms' history may hold together.
@@ -62,6 +64,7 @@ impl Default for Config {
             max_message: protocol::DEFAULT_MAX_MESSAGE,
             notice_limit: 1000,
             read_coalesce: Duration::from_millis(5),
+            tls: None,
             history: 50,
             history_budget: 32 << 20,
             rooms_per_user: 20,

@@ -22,8 +22,9 @@ use crate::reader::{Next, Reader};
 use crate::reason::Disconnect;
 use crate::rt::{self, TcpStream};
 use crate::services::Services;
-use crate::session::{Flow, Session, Step};
+use crate::session::{Flow, Origin, Session, Step};
 use crate::shutdown::TaskGuard;
+use crate::transport::Transport;
 
 /// Which protocol a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +77,19 @@ pub fn serve(
             warn!("{label} TCP_NODELAY: {e}");
         }
         let config = &hub.config;
+        // TLS or plain, by the first byte (boxed: the handshake's state would otherwise set
+        // the size of every connection's task).
+        let stream = match &config.tls {
+            None => Transport::Plain(stream),
+            Some(tls) => match Box::pin(crate::tls::open(stream, tls, &hub, &label)).await {
+                Some(transport) => transport,
+                None => {
+                    hub.detach(id);
+                    return;
+                }
+            },
+        };
+        let secure = stream.is_tls();
         let limit = match door {
             Door::Irc => crate::door::irc::READ_LIMIT,
             _ => config.max_message,
@@ -124,9 +138,28 @@ pub fn serve(
         hub.attach(&conn);
 
         match door {
-            Door::Chat => chat(&hub, &services, &conn, &mut reader).await,
+            Door::Chat => {
+                let origin = Origin {
+                    ip: peer.ip(),
+                    secure,
+                };
+                chat(&hub, &services, &conn, &mut reader, origin).await
+            }
             Door::Mailbox => mailbox(&hub, &services, &conn, &mut reader).await,
-            Door::Irc => Box::pin(crate::door::irc::serve(&hub, &conn, &mut reader)).await,
+            Door::Irc => {
+                let origin = Origin {
+                    ip: peer.ip(),
+                    secure,
+                };
+                Box::pin(crate::door::irc::serve(
+                    &hub,
+                    &services,
+                    &conn,
+                    &mut reader,
+                    origin,
+                ))
+                .await
+            }
         }
         if hub.shutdown.is_triggered() {
             crate::hub::quit(&conn);
@@ -190,10 +223,11 @@ fn chat<'a>(
     services: &'a Arc<Services>,
     conn: &'a Arc<Conn>,
     reader: &'a mut Reader,
+    origin: Origin,
 ) -> impl Future<Output = ()> + Send + 'a {
     async move {
         let mut bucket = flood_bucket(&hub.config);
-        let mut session = Session::new(hub.clone(), services.clone(), conn.clone());
+        let mut session = Session::new(hub.clone(), services.clone(), conn.clone(), origin);
         loop {
             let Some(payload) = next_payload(reader, hub, conn, &mut bucket).await else {
                 break;
@@ -240,6 +274,17 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
             // Every command on this door reads the mailboxes: wait until they are loaded.
             Box::pin(services.store.loaded()).await;
         }
+        // A name that got an account since this session's LOGIN is no longer this door's.
+        if let Some(me) = user
+            .as_ref()
+            .filter(|me| services.accounts.exists(me.as_str()))
+        {
+            warn!(
+                "{} mailbox: {me} now has an account, which this door cannot prove; dropping",
+                conn.label
+            );
+            break;
+        }
         if let Some(to) = compose_to.take() {
             let from = user.as_ref().map_or("", |u| u.as_str());
             // Boxed, like every disk-bound wait: an idle connection's task stays small.
@@ -256,6 +301,14 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
             continue;
         }
         match (MailCommand::parse(line), &user) {
+            (Some(MailCommand::Login(name)), None) if services.accounts.exists(name.as_str()) => {
+                warn!(
+                    "{} mailbox: LOGIN {name} refused: the name has an account, which this door \
+                     cannot prove; dropping the connection",
+                    conn.label
+                );
+                break;
+            }
             (Some(MailCommand::Login(name)), None) => {
                 info!("{} mailbox: LOGIN {name}", conn.label);
                 let count = services.store.count(name.as_str());

@@ -267,6 +267,22 @@ impl Hub {
         Joined::Yes
     }
 
+    /// Gives `name` to `conn` even when another connection holds it (a proven account takes
+    /// its name back from an older, perhaps half-open, connection); returns that holder,
+    /// which the caller evicts. A free name is joined as usual.
+    pub fn take_over(&self, conn: &Arc<Conn>, name: &Name<'static>) -> (Joined, Option<Arc<Conn>>) {
+        if let Some(key) = self.key(name.as_str()) {
+            let mut users = sync::write(&self.users);
+            let held_by_another =
+                Self::entry(&users, key, name.as_str()).is_some_and(|(_, h)| h.id != conn.id);
+            if held_by_another {
+                let old = users.insert(key, (name.clone(), conn.clone()));
+                return (Joined::Yes, old.map(|(_, holder)| holder));
+            }
+        }
+        (self.join(conn, name), None)
+    }
+
     /// Gives `conn`, which holds `old`, the name `new` instead (a change of case only is
     /// allowed); `false` when someone else has `new`.
     pub fn rename(&self, conn: &Arc<Conn>, old: &Name<'static>, new: &Name<'static>) -> bool {

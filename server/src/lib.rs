@@ -10,35 +10,42 @@
 //!   what happens in them, written for each door.
 //! * [`door`]: the IRC door (`--irc-port`), a dialect over the same core.
 //! * [`outbox`]: each connection's byte-bounded send queue and its writer.
-//! * [`services`]: mailboxes and machines, shared by both doors.
+//! * [`tls`]: the certificate and TLS detection by the first byte; [`transport`]: plain or
+//!   TLS under the reader and the outbox.
+//! * [`services`]: mailboxes, machines and accounts, shared by both doors.
+//! * [`accounts`]: names protected by an Argon2id password; [`throttle`]: slows guessing.
 //! * [`store`]: the durable mailbox log (group commit); [`registry`]: `registry.txt`.
 //! * [`pacer`]: read coalescing for connections that stream.
 //! * [`flood`], [`shutdown`], [`config`], and [`rt`] (the only runtime-specific calls).
 //!
 //! The wire format (frames, commands, replies) lives in the `protocol` crate.
 
-pub mod config;
-pub mod connection;
-pub mod door;
-pub mod event;
-pub mod flood;
-pub mod history;
-pub mod hub;
-pub mod outbox;
-pub mod pacer;
-pub mod places;
-pub mod reader;
-pub mod reason;
-pub mod registry;
-pub mod rooms;
+pub(crate) mod accounts;
+mod config;
+pub(crate) mod connection;
+pub(crate) mod door;
+pub(crate) mod event;
+pub(crate) mod flood;
+pub(crate) mod history;
+pub(crate) mod hub;
+pub(crate) mod outbox;
+pub(crate) mod pacer;
+pub(crate) mod places;
+pub(crate) mod reader;
+pub(crate) mod reason;
+pub(crate) mod registry;
+pub(crate) mod rooms;
 pub mod rt;
-pub mod server;
-pub mod services;
-pub mod session;
-pub mod shutdown;
-pub mod store;
+pub(crate) mod server;
+pub(crate) mod services;
+pub(crate) mod session;
+mod shutdown;
+pub(crate) mod store;
 mod sync;
+pub(crate) mod throttle;
+pub mod tls;
+pub(crate) mod transport;
 
 pub use config::Config;
-pub use server::run;
+pub use server::{run, run_doors};
 pub use shutdown::Shutdown;

@@ -9,6 +9,7 @@ use clap::Parser;
 use log::{error, info, warn, LevelFilter};
 
 use chat_server::rt::{self, TcpListener};
+use chat_server::tls::{self, CertSource};
 use chat_server::{Config, Shutdown};
 
 use crate::logfmt::LogFormat;
@@ -79,6 +80,18 @@ struct Args {
     /// Threads that run connection tasks (1 is fastest on small machines; see the README).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Turn TLS off: plain connections only (passwords then cross in clear text).
+    #[arg(long, conflicts_with_all = ["tls_only", "tls_cert", "tls_key"])]
+    no_tls: bool,
+    /// Refuse plain connections (TLS only).
+    #[arg(long)]
+    tls_only: bool,
+    /// TLS certificate chain (PEM); without it a self-signed one is made in the data dir.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM), with --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log level: off, error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     log_level: LevelFilter,
@@ -88,6 +101,14 @@ struct Args {
     log_format: Option<LogFormat>,
 }
 
+/// Binds `what` on `bind:port`; an error names the address and what it was for.
+async fn listen(bind: IpAddr, port: u16, what: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind((bind, port)).await.map_err(|e| {
+        let addr = std::net::SocketAddr::from((bind, port));
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}"))
+    })
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     rt::set_threads(args.threads);
@@ -95,7 +116,31 @@ fn main() -> ExitCode {
         args.log_format.unwrap_or_else(LogFormat::for_stdout),
         args.log_level,
     );
+    let tls = if args.no_tls {
+        warn!("TLS is off (--no-tls): passwords (SIGNUP, AUTH) cross the network in clear text");
+        None
+    } else {
+        let source = match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => CertSource::Files { cert, key },
+            _ => CertSource::SelfSigned(args.data_dir.clone()),
+        };
+        match tls::settings(&source, args.tls_only) {
+            Ok(settings) => {
+                info!(
+                    "TLS on{}; certificate SHA-256 fingerprint {}",
+                    if args.tls_only { " (TLS only)" } else { "" },
+                    settings.fingerprint
+                );
+                Some(settings)
+            }
+            Err(e) => {
+                error!("TLS certificate: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
     let config = Config {
+        tls,
         data_dir: args.data_dir,
         max_users: args.max_users,
         mailbox_cap: args.mailbox_cap,
@@ -118,14 +163,9 @@ fn main() -> ExitCode {
         warn!("cannot catch Ctrl-C/SIGTERM: {e}");
     }
     let result = rt::block_on(async move {
-        let chat = TcpListener::bind((args.bind, args.port)).await?;
-        info!("chat port listening on {}", chat.local_addr()?);
+        let chat = listen(args.bind, args.port, "chat port").await?;
         let mailbox = match args.mailbox_port {
-            Some(port) => {
-                let listener = TcpListener::bind((args.bind, port)).await?;
-                info!("mailbox port listening on {}", listener.local_addr()?);
-                Some(listener)
-            }
+            Some(port) => Some(listen(args.bind, port, "mailbox port").await?),
             None => None,
         };
         let irc = match args.irc_port {
@@ -136,7 +176,7 @@ fn main() -> ExitCode {
             }
             None => None,
         };
-        chat_server::server::run_doors(chat, mailbox, irc, config, shutdown).await
+        chat_server::run_doors(chat, mailbox, irc, config, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

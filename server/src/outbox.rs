@@ -29,8 +29,9 @@ use log::{debug, warn};
 use protocol::{Framing, Reply};
 
 use crate::reason::Disconnect;
-use crate::rt::{self, TcpStream};
+use crate::rt;
 use crate::sync;
+use crate::transport::Transport;
 
 /// Unsent bytes that are written at once instead of waiting for the flusher's pass.
 const WRITE_AT: usize = 4096;
@@ -130,8 +131,8 @@ pub struct Outbox {
     state: Mutex<State>,
     /// Most unsent bytes allowed.
     cap: usize,
-    /// The socket, for direct writes and the slow-path writer.
-    stream: TcpStream,
+    /// The socket (plain or TLS), for direct writes and the slow-path writer.
+    stream: Transport,
     /// The framing the peer speaks, for the eviction notice.
     framing: Framing,
     /// Whether an evicted peer is told why (the strict mailbox door says nothing of its own).
@@ -170,7 +171,12 @@ pub struct Settings {
 
 impl Outbox {
     /// An empty outbox writing to `stream`.
-    pub fn new(stream: TcpStream, settings: Settings, flusher: Arc<Flusher>) -> Arc<Outbox> {
+    pub fn new(
+        stream: impl Into<Transport>,
+        settings: Settings,
+        flusher: Arc<Flusher>,
+    ) -> Arc<Outbox> {
+        let stream = stream.into();
         Arc::new(Outbox {
             state: Mutex::new(State {
                 buf: Vec::new(),
@@ -265,6 +271,7 @@ impl Outbox {
     }
 
     /// Unsent bytes.
+    #[cfg(test)]
     pub fn queued(&self) -> usize {
         let st = self.lock();
         st.buf.len() - st.sent
@@ -276,6 +283,7 @@ impl Outbox {
     }
 
     /// Why the connection was evicted, if it was.
+    #[cfg(test)]
     pub fn eviction(&self) -> Option<Disconnect> {
         self.lock().reason.clone()
     }
@@ -307,6 +315,7 @@ impl Outbox {
     /// On Windows the reader waits on it beside the socket: shutting a socket down there does
     /// not wake a read already waiting on it (rust-lang/rust#121594), so without it an
     /// evicted, timed-out or quitting connection would hold its name until the peer spoke.
+    #[cfg(windows)]
     pub fn closed(&self) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         let mut st = self.lock();
@@ -343,7 +352,7 @@ impl Outbox {
         if clean && self.last_words {
             let mut notice = Vec::new();
             Reply::Error(&reason.to_string()).render(self.framing, &mut notice);
-            let _ = rt::try_write(&self.stream, &notice);
+            let _ = self.stream.try_write(&notice);
         }
         st.reason = Some(reason);
         self.shut(&mut st);
@@ -375,7 +384,7 @@ impl Outbox {
     fn write_now(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
         while st.sent < st.buf.len() {
             let from = st.sent;
-            match rt::try_write(&self.stream, &st.buf[from..]) {
+            match self.stream.try_write(&st.buf[from..]) {
                 Ok(n) => st.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     st.writing = true;
@@ -403,7 +412,6 @@ impl Outbox {
     /// The slow path: waits for the socket to take the backlog, then gives it back to the
     /// flusher. A write that makes no progress for `stall` evicts the peer.
     async fn write_slowly(self: Arc<Self>) {
-        use async_std::io::WriteExt;
         loop {
             let (chunk, from) = {
                 let mut st = self.lock();
@@ -427,8 +435,7 @@ impl Outbox {
                 self.recharge(&mut st);
                 (chunk, from)
             };
-            let mut stream = &self.stream;
-            match rt::timeout(self.stall, stream.write_all(&chunk[from..])).await {
+            match rt::timeout(self.stall, self.stream.write_all(&chunk[from..])).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     // Still `writing`: the socket may hold half a message, so no notice.
@@ -532,7 +539,7 @@ impl Flusher {
 mod tests {
     use super::*;
     use async_std::io::ReadExt;
-    use async_std::net::TcpListener;
+    use async_std::net::{TcpListener, TcpStream};
 
     fn settings(cap: usize) -> Settings {
         Settings {

@@ -9,8 +9,6 @@
 //! stream: interactive and paced traffic is read the moment it arrives and never waits for a
 //! tick. The clock runs only while someone waits on it.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -105,6 +103,7 @@ impl Pacer {
     }
 
     /// Completes at the next tick.
+    #[cfg(test)]
     pub fn tick(&self) -> Tick<'_> {
         Tick {
             pacer: self,
@@ -142,6 +141,7 @@ impl Pacer {
 }
 
 /// The future of [`Pacer::tick`].
+#[cfg(test)]
 #[derive(Debug)]
 pub struct Tick<'a> {
     /// The clock.
@@ -150,10 +150,11 @@ pub struct Tick<'a> {
     slot: Option<TickSlot>,
 }
 
-impl Future for Tick<'_> {
+#[cfg(test)]
+impl std::future::Future for Tick<'_> {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let pacer = self.pacer;
         pacer.poll_tick(&mut self.slot, cx)
     }

@@ -24,7 +24,8 @@ use protocol::{Decoder, Framing};
 
 use crate::hub::{Conn, Hub};
 use crate::pacer::TickSlot;
-use crate::rt::{self, TcpStream};
+use crate::rt;
+use crate::transport::Transport;
 
 /// First size of the buffer: room for any ordinary command.
 const INITIAL_BUFFER: usize = 128;
@@ -62,8 +63,8 @@ enum Got {
 /// Everything a read in progress needs between polls lives here, not in a future: the task
 /// of an idle connection then holds only a few references while it waits.
 pub struct Reader {
-    /// The socket.
-    stream: TcpStream,
+    /// The socket (plain or TLS).
+    stream: Transport,
     /// Received bytes; `buf[start..end]` is not yet consumed.
     buf: Vec<u8>,
     /// First unconsumed byte.
@@ -94,9 +95,9 @@ pub struct Reader {
 
 impl Reader {
     /// A reader for `stream` with messages of at most `limit` bytes.
-    pub fn new(stream: TcpStream, limit: usize) -> Reader {
+    pub fn new(stream: impl Into<Transport>, limit: usize) -> Reader {
         Reader {
-            stream,
+            stream: stream.into(),
             buf: Vec::new(),
             start: 0,
             end: 0,
@@ -118,6 +119,7 @@ impl Reader {
     }
 
     /// From now on a read also ends (as at the end of the stream) when `closed` completes.
+    #[cfg(windows)]
     pub fn watch(&mut self, closed: oneshot::Receiver<()>) {
         self.closed = Some(closed);
     }
@@ -283,7 +285,7 @@ impl Reader {
 mod tests {
     use super::*;
     use async_std::io::WriteExt;
-    use async_std::net::TcpListener;
+    use async_std::net::{TcpListener, TcpStream};
 
     /// A reader on the accepted end of a loopback connection, and the other end.
     async fn pair() -> (Reader, TcpStream) {

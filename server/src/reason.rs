@@ -23,6 +23,8 @@ pub enum Disconnect {
     Protocol(String),
     /// `--max-connections` are open.
     TooManyConnections,
+    /// The account's owner proved it (AUTH) from a newer connection, which takes the name.
+    NameTakenBack,
 }
 
 impl fmt::Display for Disconnect {
@@ -35,6 +37,7 @@ impl fmt::Display for Disconnect {
             Disconnect::Flooding => f.write_str("flooding"),
             Disconnect::Protocol(what) => f.write_str(what),
             Disconnect::TooManyConnections => f.write_str("too many connections"),
+            Disconnect::NameTakenBack => f.write_str("your name was taken back by a newer AUTH"),
         }
     }
 }

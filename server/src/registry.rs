@@ -3,7 +3,14 @@
 //! # File format
 //!
 //! `<data-dir>/registry.txt` is plain UTF-8 text, one machine name per line, each line ending
-//! in LF, in the order the machines registered. People may edit it by hand, so loading is
+//! in LF, in the order the machines registered (seed 000's format, unchanged).
+//!
+//! Beside it, `<data-dir>/owners.txt` says whom each machine belongs to, one machine per
+//! line: its name, one space, and `account:<name>` (registered by a connection that proved
+//! an account) or `ip:<address>` (registered by a connection without one), as in
+//! `camelot ip:10.0.0.7`. A registered machine missing there (a registry from before owners)
+//! is unowned, and the next connection to register it claims it; a line for a machine that
+//! is not registered is ignored. People may edit it by hand, so loading is
 //! forgiving: a CR before the LF is dropped, and a blank line, a duplicate or an invalid name
 //! (see [`protocol::Name`]) is skipped with one warning each, never an error. A missing file
 //! is an empty registry.
@@ -16,11 +23,15 @@
 //! with `MoveFileExW(MOVEFILE_REPLACE_EXISTING)`, which NTFS journals, and there is no
 //! directory handle to fsync). A crash at any point leaves either the old or the new file,
 //! never a half-written one; a `.tmp` left behind by a crash is ignored and overwritten by
-//! the next change. If a change cannot be persisted, the in-memory registry is rolled back
+//! the next change. `owners.txt` is written the same way, before `registry.txt`: a crash
+//! between the two leaves at worst an owner line for a machine not (or no longer)
+//! registered, which is ignored. If a change cannot be persisted, the in-memory registry is rolled back
 //! and the error returned, so memory never claims what the disk does not hold.
 
+use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use protocol::Name;
@@ -29,6 +40,41 @@ use protocol::Name;
 const FILE_NAME: &str = "registry.txt";
 /// Name of the temporary file a change is written to before the rename.
 const TMP_NAME: &str = "registry.txt.tmp";
+/// Name of the owners file inside the data directory.
+const OWNERS_NAME: &str = "owners.txt";
+/// Temporary name of the owners file.
+const OWNERS_TMP_NAME: &str = "owners.txt.tmp";
+
+/// Who a machine belongs to (issue: nobody else speaks for it or takes it over).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Owner {
+    /// The account of the connection that registered it.
+    Account(String),
+    /// The peer address of a connection without an account that registered it.
+    Ip(IpAddr),
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::Account(name) => write!(f, "account:{name}"),
+            Owner::Ip(ip) => write!(f, "ip:{ip}"),
+        }
+    }
+}
+
+impl Owner {
+    /// Parses `account:<name>` or `ip:<address>`.
+    fn parse(s: &str) -> Option<Owner> {
+        match s.split_once(':')? {
+            ("account", name) => Name::new(name)
+                .ok()
+                .map(|_| Owner::Account(crate::accounts::fold(name))),
+            ("ip", ip) => ip.parse().ok().map(Owner::Ip),
+            _ => None,
+        }
+    }
+}
 
 /// The registered machines, mirrored in `<dir>/registry.txt`.
 #[derive(Debug)]
@@ -37,6 +83,8 @@ pub struct Registry {
     dir: PathBuf,
     /// Registered machine names in registration order, so the file stays stable and readable.
     names: Vec<String>,
+    /// Each machine's owner, beside `names` (`None`: an entry from before owners).
+    owners: Vec<Option<Owner>>,
 }
 
 impl Registry {
@@ -53,6 +101,7 @@ impl Registry {
         // Invalid UTF-8 becomes U+FFFD, which no valid name contains: that line gets a warning.
         let text = String::from_utf8_lossy(&bytes);
         let mut names: Vec<String> = Vec::new();
+        let mut owners: Vec<Option<Owner>> = Vec::new();
         let mut warnings = Vec::new();
         let body = text.strip_suffix('\n').unwrap_or(&text);
         if !body.is_empty() {
@@ -70,15 +119,45 @@ impl Registry {
                     Ok(_) if names.iter().any(|n| n == line) => warnings.push(format!(
                         "line {line_no}: duplicate machine name {line:?} ignored"
                     )),
-                    Ok(name) => names.push(name.as_str().to_owned()),
+                    Ok(name) => {
+                        names.push(name.as_str().to_owned());
+                        owners.push(None);
+                    }
                 }
             }
         }
-        let registry = Registry {
+        let mut registry = Registry {
             dir: dir.to_path_buf(),
             names,
+            owners,
         };
+        registry.load_owners(&mut warnings)?;
         Ok((registry, warnings))
+    }
+
+    /// Reads `owners.txt` into `owners` (missing file: every machine unowned).
+    fn load_owners(&mut self, warnings: &mut Vec<String>) -> io::Result<()> {
+        let bytes = match fs::read(self.dir.join(OWNERS_NAME)) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for (index, line) in String::from_utf8_lossy(&bytes).lines().enumerate() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            let parsed = line
+                .split_once(' ')
+                .and_then(|(machine, owner)| Some((machine, Owner::parse(owner)?)));
+            match parsed {
+                Some((machine, owner)) => {
+                    if let Some(i) = self.names.iter().position(|n| n == machine) {
+                        self.owners[i] = Some(owner);
+                    }
+                }
+                None if line.is_empty() => {}
+                None => warnings.push(format!("owners.txt line {}: ignored", index + 1)),
+            }
+        }
+        Ok(())
     }
 
     /// Whether `machine` is registered (exact, case-sensitive match, like every command).
@@ -86,17 +165,44 @@ impl Registry {
         self.names.iter().any(|n| n == machine)
     }
 
-    /// Adds and persists; Ok(false) if it was already there (nothing written).
+    /// Adds (unowned) and persists; Ok(false) if it was already there (nothing written).
+    #[cfg(test)]
     pub fn insert(&mut self, machine: &Name<'_>) -> io::Result<bool> {
+        self.insert_owned(machine, None)
+    }
+
+    /// Adds with its owner and persists; Ok(false) if it was already there (nothing written).
+    pub fn insert_owned(&mut self, machine: &Name<'_>, owner: Option<Owner>) -> io::Result<bool> {
         if self.contains(machine.as_str()) {
             return Ok(false);
         }
         self.names.push(machine.as_str().to_owned());
+        self.owners.push(owner);
         if let Err(e) = self.persist() {
             self.names.pop();
+            self.owners.pop();
             return Err(e);
         }
         Ok(true)
+    }
+
+    /// `machine`'s owner: `None` if it is not registered, `Some(None)` if it has no owner.
+    pub fn owner(&self, machine: &str) -> Option<Option<&Owner>> {
+        let index = self.names.iter().position(|n| n == machine)?;
+        Some(self.owners.get(index).and_then(Option::as_ref))
+    }
+
+    /// Gives an unowned (older format) machine its owner, and persists.
+    pub fn claim(&mut self, machine: &str, owner: Owner) -> io::Result<()> {
+        let Some(index) = self.names.iter().position(|n| n == machine) else {
+            return Ok(());
+        };
+        let before = self.owners[index].replace(owner);
+        if let Err(e) = self.persist() {
+            self.owners[index] = before;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Removes and persists; Ok(false) if it was not there.
@@ -105,8 +211,10 @@ impl Registry {
             return Ok(false);
         };
         let removed = self.names.remove(index);
+        let owner = self.owners.remove(index);
         if let Err(e) = self.persist() {
             self.names.insert(index, removed);
+            self.owners.insert(index, owner);
             return Err(e);
         }
         Ok(true)
@@ -117,33 +225,44 @@ impl Registry {
         self.names.iter().map(String::as_str)
     }
 
-    /// Writes the whole list atomically: temp file, fsync, rename, fsync the directory.
+    /// Writes both files atomically, owners first: temp file, fsync, rename, fsync the
+    /// directory.
     fn persist(&self) -> io::Result<()> {
+        let mut owners = String::new();
         let mut text = String::with_capacity(self.names.iter().map(|n| n.len() + 1).sum());
-        for name in &self.names {
+        for (name, owner) in self.names.iter().zip(&self.owners) {
             text.push_str(name);
             text.push('\n');
+            if let Some(owner) = owner {
+                owners.push_str(&format!("{name} {owner}\n"));
+            }
         }
-        let tmp = self.dir.join(TMP_NAME);
-        let mut file = File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, self.dir.join(FILE_NAME))?;
-        sync_dir(&self.dir)
+        write_atomic(&self.dir, OWNERS_TMP_NAME, OWNERS_NAME, &owners)?;
+        write_atomic(&self.dir, TMP_NAME, FILE_NAME, &text)
     }
+}
+
+/// Writes `text` to `dir/name` through `dir/tmp`: write, fsync, rename, fsync the directory.
+fn write_atomic(dir: &Path, tmp: &str, name: &str, text: &str) -> io::Result<()> {
+    let tmp = dir.join(tmp);
+    let mut file = File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
 }
 
 /// Makes a rename inside `dir` durable: on Unix a directory entry only survives a crash
 /// once the directory itself is fsynced.
 #[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 /// Windows cannot open a directory as a file to fsync it; NTFS journals the rename itself.
 #[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
@@ -295,6 +414,43 @@ mod tests {
         assert!(!dir.path().join(TMP_NAME).exists());
         let (again, _) = load(dir.path());
         assert_eq!(names(&again), ["camelot", "merlin"]);
+        Ok(())
+    }
+
+    #[test]
+    fn owners_round_trip_and_old_format_loads() -> io::Result<()> {
+        let dir = TempDir::new("reg-owners");
+        fs::write(dir.path().join(FILE_NAME), "camelot\nmerlin\n")?;
+        fs::write(
+            dir.path().join(OWNERS_NAME),
+            "gone ip:10.0.0.1\nmerlin nobody:x\n",
+        )?;
+        let (mut reg, warnings) = load(dir.path());
+        assert_eq!(names(&reg), ["camelot", "merlin"]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(reg.owner("camelot"), Some(None));
+        assert_eq!(reg.owner("nowhere"), None);
+        let ip = Owner::Ip("127.0.0.2".parse().map_err(io::Error::other)?);
+        reg.claim("camelot", ip.clone())?;
+        let alice = Owner::Account("alice".into());
+        assert!(reg.insert_owned(&name("avalon"), Some(alice.clone()))?);
+        let v6 = Owner::Ip("::1".parse().map_err(io::Error::other)?);
+        assert!(reg.insert_owned(&name("tintagel"), Some(v6.clone()))?);
+        assert_eq!(
+            fs::read_to_string(dir.path().join(FILE_NAME))?,
+            "camelot\nmerlin\navalon\ntintagel\n",
+            "registry.txt keeps seed 000's format"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join(OWNERS_NAME))?,
+            "camelot ip:127.0.0.2\navalon account:alice\ntintagel ip:::1\n"
+        );
+        let (again, warnings) = load(dir.path());
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(again.owner("camelot"), Some(Some(&ip)));
+        assert_eq!(again.owner("merlin"), Some(None));
+        assert_eq!(again.owner("avalon"), Some(Some(&alice)));
+        assert_eq!(again.owner("tintagel"), Some(Some(&v6)));
         Ok(())
     }
 

@@ -45,6 +45,11 @@ pub async fn run_doors(
     shutdown: Shutdown,
 ) -> io::Result<()> {
     let services = Arc::new(Services::open(&config.data_dir, config.mailbox_cap)?);
+    // Only now, with the data open, is the server ready: say where it listens.
+    info!("chat port listening on {}", chat.local_addr()?);
+    if let Some(mailbox) = &mailbox {
+        info!("mailbox port listening on {}", mailbox.local_addr()?);
+    }
     let hub = Arc::new(Hub::new(config, shutdown.clone()));
     rt::spawn(hub.flusher.clone().run());
     rt::spawn(hub.pacer.clone().run());
@@ -72,6 +77,8 @@ pub async fn run_doors(
     }
     hub.flusher.close();
     services.store.close();
+    let (syncs, records) = services.store.stats();
+    info!("mail store: {records} records made durable with {syncs} syncs");
     info!("stopped");
     Ok(())
 }

@@ -7,18 +7,23 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::lock::Mutex as AsyncMutex;
 use log::{error, info, warn};
 
 use protocol::{Name, Reply, Sender, Text};
 
+use crate::accounts::Accounts;
 use crate::hub::Conn;
-use crate::registry::Registry;
+use crate::registry::{Owner, Registry};
 use crate::rt;
 use crate::store::{Composed, Mail, MailStore};
+use crate::sync;
+use crate::throttle::{Policy, Throttle};
 
 /// The shared services.
 pub struct Services {
@@ -28,26 +33,81 @@ pub struct Services {
     registry: Arc<Mutex<Registry>>,
     /// Which connection speaks for each registered machine; also serialises registry writes.
     bound: AsyncMutex<HashMap<String, Arc<Conn>>>,
+    /// Names protected by a password.
+    pub accounts: Accounts,
+    /// Failed AUTHs per account name.
+    pub guesses_by_name: Throttle<String>,
+    /// Failed AUTHs per peer address.
+    pub guesses_by_addr: Throttle<IpAddr>,
 }
 
 impl Services {
+    /// How long an attempt to prove `name` from `ip` must wait first, when guessing has
+    /// been slowed (per account and per address; the longer wins). Both doors ask this
+    /// before they hash anything (AUTH on the chat port, SASL on the IRC door).
+    pub fn auth_wait(&self, name: &str, ip: &IpAddr, now: Instant) -> Option<Duration> {
+        let key = crate::accounts::fold(name);
+        [
+            self.guesses_by_name.check(&key, now),
+            self.guesses_by_addr.check(ip, now),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .max()
+    }
+
+    /// Whether `password` proves `name` (hashed off the executor), counting the outcome
+    /// toward the guessing back-off for `name` and `ip`.
+    pub async fn authenticate(&self, name: &str, password: &str, ip: &IpAddr) -> bool {
+        let ok = self.accounts.check(name, password).await;
+        let key = crate::accounts::fold(name);
+        if ok {
+            self.guesses_by_name.succeed(&key);
+            self.guesses_by_addr.succeed(ip);
+        } else {
+            let now = Instant::now();
+            self.guesses_by_name.fail(&key, now);
+            self.guesses_by_addr.fail(ip, now);
+        }
+        ok
+    }
+
     /// Opens the mailbox store and loads the registry under `data_dir`.
     pub fn open(data_dir: &Path, mailbox_cap: usize) -> io::Result<Services> {
-        std::fs::create_dir_all(data_dir)?;
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot use {} as the data directory: {e}",
+                    data_dir.display()
+                ),
+            )
+        })?;
         let store = MailStore::open(data_dir, mailbox_cap)?;
-        let (registry, warnings) = Registry::load(data_dir)?;
+        let (registry, warnings) = Registry::load(data_dir).map_err(|e| {
+            let path = data_dir.join("registry.txt");
+            io::Error::new(e.kind(), format!("cannot load {}: {e}", path.display()))
+        })?;
         for w in warnings {
             warn!("registry.txt: {w}");
         }
+        let (accounts, warnings) = Accounts::load(data_dir)?;
+        for w in warnings {
+            warn!("accounts.txt: {w}");
+        }
         info!(
-            "data in {}: {} registered machines",
+            "data in {}: {} registered machines, {} accounts",
             data_dir.display(),
-            registry.names().count()
+            registry.names().count(),
+            accounts.len()
         );
         Ok(Services {
             store,
             registry: Arc::new(Mutex::new(registry)),
             bound: AsyncMutex::new(HashMap::new()),
+            accounts,
+            guesses_by_name: Throttle::new(Policy::ACCOUNT),
+            guesses_by_addr: Throttle::new(Policy::ADDRESS),
         })
     }
 
@@ -75,26 +135,24 @@ impl Services {
         F: FnOnce(&mut Registry) -> io::Result<bool> + Send + 'static,
     {
         let registry = self.registry.clone();
-        rt::blocking(move || match registry.lock() {
-            Ok(mut registry) => change(&mut registry),
-            Err(_) => Err(io::Error::other("registry lock poisoned")),
-        })
-        .await
+        rt::blocking(move || change(&mut sync::lock(&registry))).await
     }
 
-    fn is_registered(&self, machine: &str) -> bool {
-        self.registry
-            .lock()
-            .map(|r| r.contains(machine))
-            .unwrap_or(false)
+    /// `None`: not registered; `Some(None)`: registered without an owner (older file).
+    fn owner_of(&self, machine: &str) -> Option<Option<Owner>> {
+        sync::lock(&self.registry)
+            .owner(machine)
+            .map(|o| o.cloned())
     }
 
-    /// REGISTER: replies to `conn`; returns the machine it now speaks for, if that changed.
+    /// REGISTER by `owner`: replies to `conn`; returns the machine it now speaks for, if that
+    /// changed. A machine registered by another owner is refused.
     pub async fn register(
         &self,
         conn: &Arc<Conn>,
         current: Option<&Name<'static>>,
         machine: &Name<'static>,
+        owner: &Owner,
     ) -> Option<Name<'static>> {
         if let Some(current) = current {
             let _ = if current == machine {
@@ -105,7 +163,33 @@ impl Services {
             return None;
         }
         let mut bound = self.bound.lock().await;
-        if self.is_registered(machine.as_str()) {
+        if let Some(existing) = self.owner_of(machine.as_str()) {
+            match existing {
+                Some(existing) if existing != *owner => {
+                    warn!(
+                        "{} REGISTER {machine} refused: it belongs to {existing}, not {owner}",
+                        conn.label
+                    );
+                    let _ = conn.send(&Reply::MachineOwned(machine));
+                    return None;
+                }
+                Some(_) => {}
+                None => {
+                    let (name, claimant) = (machine.as_str().to_owned(), owner.clone());
+                    if let Err(e) = self
+                        .persist(move |r| r.claim(&name, claimant).map(|()| true))
+                        .await
+                    {
+                        error!("registry write failed: {e}");
+                        let _ = conn.send(&Reply::Failed("the registry could not be written"));
+                        return None;
+                    }
+                    info!(
+                        "{} claimed unowned machine {machine} for {owner}",
+                        conn.label
+                    );
+                }
+            }
             if let Some(holder) = bound.get(machine.as_str()) {
                 if !holder.outbox.is_closing() {
                     let _ = conn.send(&Reply::MachineInUse(machine));
@@ -117,11 +201,14 @@ impl Services {
             let _ = conn.send(&Reply::AlreadyRegistered(machine));
             return Some(machine.clone());
         }
-        let name = machine.clone();
-        match self.persist(move |r| r.insert(&name)).await {
+        let (name, claimant) = (machine.clone(), owner.clone());
+        match self
+            .persist(move |r| r.insert_owned(&name, Some(claimant)))
+            .await
+        {
             Ok(_) => {
                 bound.insert(machine.as_str().to_owned(), conn.clone());
-                info!("{} registered machine {machine}", conn.label);
+                info!("{} registered machine {machine} for {owner}", conn.label);
                 let _ = conn.send(&Reply::Registered(machine));
                 Some(machine.clone())
             }
@@ -173,10 +260,10 @@ impl Services {
             body,
         };
         let mut bound = self.bound.lock().await;
-        let machines: Vec<String> = match self.registry.lock() {
-            Ok(r) => r.names().map(str::to_owned).collect(),
-            Err(_) => Vec::new(),
-        };
+        let machines: Vec<String> = sync::lock(&self.registry)
+            .names()
+            .map(str::to_owned)
+            .collect();
         let mut delivered = 0;
         let mut dead = Vec::new();
         for machine in machines {

@@ -5,15 +5,20 @@
 //! follow-up messages; the session counts them so it stays in step with the client even
 //! when the command itself is refused.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use log::{error, info, warn};
 
 use protocol::text::payload_str;
 use protocol::{Command, Name, ParseErrorKind, Reply, Sender, Text, TextError};
 
+use crate::accounts::SignupError;
 use crate::hub::{Conn, Hub, Joined};
 use crate::places::Places;
+use crate::reason::Disconnect;
+use crate::registry::Owner;
 use crate::services::Services;
 
 /// What the connection does after a message.
@@ -44,6 +49,10 @@ pub enum Deferred {
     Register(Name<'static>),
     /// Deregister this connection's machine.
     Deregister,
+    /// Create an account and take its name.
+    Signup(Name<'static>, Secret),
+    /// Check an account's password and take its name.
+    Auth(Name<'static>, Secret),
     /// Verify and deliver a structured broadcast.
     Post(
         Sender<'static>,
@@ -62,6 +71,25 @@ enum Settled {
     Removed,
     /// The removal could not be written; the error is already answered, the message held.
     Failed,
+}
+
+/// A password on its way to the hasher; its `Debug` never shows it.
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Where a connection comes from, for machine ownership and the password rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    /// The peer's address: a machine registered without an account belongs to it.
+    pub ip: IpAddr,
+    /// Whether the connection is encrypted (passwords are refused in clear text while TLS
+    /// is on).
+    pub secure: bool,
 }
 
 /// Why a refused COMPOSE or POST is refused, told after its follow-ups arrive.
@@ -107,13 +135,17 @@ pub struct Session {
     held: Option<u64>,
     /// What acknowledging the held message did before the current command.
     settled: Settled,
+    /// Where the connection comes from.
+    origin: Origin,
+    /// The account this connection proved (by SIGNUP or AUTH), if any.
+    account: Option<Name<'static>>,
     /// The rooms it is in.
     places: Places,
 }
 
 impl Session {
     /// A fresh session for `conn`.
-    pub fn new(hub: Arc<Hub>, services: Arc<Services>, conn: Arc<Conn>) -> Session {
+    pub fn new(hub: Arc<Hub>, services: Arc<Services>, conn: Arc<Conn>, origin: Origin) -> Session {
         Session {
             hub,
             services,
@@ -123,6 +155,8 @@ impl Session {
             pending: Pending::Command,
             held: None,
             settled: Settled::Nothing,
+            origin,
+            account: None,
             places: Places::default(),
         }
     }
@@ -212,6 +246,15 @@ impl Session {
                 return Step::Done(Flow::Continue);
             }
         };
+        if self.hub.config.tls.is_some() && !self.origin.secure {
+            let verb = line.split(' ').next().unwrap_or_default();
+            if verb == "SIGNUP" || verb == "AUTH" {
+                // Refused before the line is parsed: the password goes no further.
+                warn!("{} {verb} refused: TLS required", self.conn.label);
+                self.reply(Reply::TlsRequired);
+                return Step::Done(Flow::Continue);
+            }
+        }
         let command = match Command::parse(line) {
             Ok(command) => command,
             Err(e) => {
@@ -242,6 +285,9 @@ impl Session {
             let who = self.name.as_ref().map_or("-", |n| n.as_str());
             match command {
                 Command::Msg { to, .. } => info!("{} {who}: {verb} to {to}", self.conn.label),
+                Command::Signup(name, _) | Command::Auth(name, _) => {
+                    info!("{} {who}: {verb} {name}", self.conn.label)
+                }
                 Command::Unknown => info!("{} {who}: unknown command", self.conn.label),
                 _ => info!("{} {who}: {verb}", self.conn.label),
             }
@@ -296,9 +342,132 @@ impl Session {
             Command::Shutdown => self.shutdown(),
             Command::Ping => self.reply(Reply::Pong),
             Command::Pong => {}
+            Command::Signup(name, password) => {
+                if let Some(current) = &self.name {
+                    self.reply(Reply::AlreadyJoined(current));
+                } else {
+                    let secret = Secret(password.expose().to_owned());
+                    return Step::Later(Deferred::Signup(name.into_owned(), secret));
+                }
+            }
+            Command::Auth(name, password) => return self.auth_first(name, password.expose()),
             Command::Unknown => self.reply(Reply::UnknownMessage),
         }
         Step::Done(Flow::Continue)
+    }
+
+    /// AUTH, before the hash: refuses at once what needs no hash (a connection with another
+    /// name, a guesser still waiting out its back-off).
+    fn auth_first(&mut self, name: Name<'_>, password: &str) -> Step {
+        match &self.name {
+            Some(current) if *current == name && self.account.as_ref() == Some(current) => {
+                self.reply(Reply::Hello(current));
+                return Step::Done(Flow::Continue);
+            }
+            Some(current) => {
+                self.reply(Reply::AlreadyJoined(current));
+                return Step::Done(Flow::Continue);
+            }
+            None => {}
+        }
+        let wait = self
+            .services
+            .auth_wait(name.as_str(), &self.origin.ip, Instant::now());
+        if let Some(wait) = wait {
+            warn!(
+                "{} AUTH {name} refused unchecked: too many failures (wait {wait:?})",
+                self.conn.label
+            );
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            self.reply(Reply::AuthThrottled(secs));
+            return Step::Done(Flow::Continue);
+        }
+        Step::Later(Deferred::Auth(
+            name.into_owned(),
+            Secret(password.to_owned()),
+        ))
+    }
+
+    /// Who owns what this connection registers: its account, else its address.
+    fn owner(&self) -> Owner {
+        match &self.account {
+            Some(account) => Owner::Account(crate::accounts::fold(account.as_str())),
+            None => Owner::Ip(self.origin.ip),
+        }
+    }
+
+    /// SIGNUP, after the checks: hash, store durably, then take the name.
+    async fn signup(&mut self, name: Name<'static>, secret: Secret) {
+        if self.hub.user(name.as_str()).is_some() && !self.services.accounts.exists(name.as_str()) {
+            info!(
+                "{} SIGNUP {name} refused: the name is in use",
+                self.conn.label
+            );
+            return self.reply(Reply::NameTaken(&name));
+        }
+        match self
+            .services
+            .accounts
+            .create(name.as_str(), &secret.0)
+            .await
+        {
+            Ok(()) => info!("{} created account {name}", self.conn.label),
+            Err(SignupError::Exists) => {
+                info!("{} SIGNUP {name} refused: account exists", self.conn.label);
+                return self.reply(Reply::AccountExists(&name));
+            }
+            Err(SignupError::Io(e)) => {
+                log::error!("accounts.txt write failed: {e}");
+                return self.reply(Reply::Failed("the account could not be stored"));
+            }
+        }
+        self.take(name);
+    }
+
+    /// AUTH, after the back-off check: hash and compare, then take the name.
+    async fn auth(&mut self, name: Name<'static>, secret: Secret) {
+        let ok = self
+            .services
+            .authenticate(name.as_str(), &secret.0, &self.origin.ip)
+            .await;
+        drop(secret);
+        if !ok {
+            warn!("{} AUTH {name} failed", self.conn.label);
+            return self.reply(Reply::AuthFailed);
+        }
+        info!("{} proved account {name}", self.conn.label);
+        self.take(name);
+    }
+
+    /// Takes a proven account's name, from an older connection if need be.
+    fn take(&mut self, name: Name<'static>) {
+        if self.name.is_some() {
+            // Another command took a name while the hash ran.
+            return self.reply(Reply::AuthFailed);
+        }
+        match self.hub.take_over(&self.conn, &name) {
+            (Joined::Yes, old) => {
+                if let Some(old) = old {
+                    warn!(
+                        "{} took {name} back from {} (same account)",
+                        self.conn.label, old.label
+                    );
+                    old.outbox.evict(Disconnect::NameTakenBack);
+                }
+                self.places.set_name(&name);
+                let conn = self.conn.clone();
+                self.places.enter_lobby(&self.hub, &conn, true, |_| {
+                    let _ = conn.send(&Reply::Hello(&name));
+                });
+                self.account = Some(name.clone());
+                self.name = Some(name);
+            }
+            (Joined::Taken, _) => self.reply(Reply::NameTaken(&name)),
+            (Joined::Full, _) => {
+                self.reply(Reply::TooManyUsers);
+                self.conn.outbox.finish();
+            }
+        }
     }
 
     /// Runs a disk-bound step of a command.
@@ -308,6 +477,8 @@ impl Session {
             Deferred::Register(machine) => self.register(machine).await,
             Deferred::Deregister => self.deregister().await,
             Deferred::Post(sender, subject, body) => self.post(sender, subject, body).await,
+            Deferred::Signup(name, secret) => self.signup(name, secret).await,
+            Deferred::Auth(name, secret) => self.auth(name, secret).await,
         }
     }
 
@@ -322,6 +493,11 @@ impl Session {
     fn join(&mut self, name: Name<'static>, quiet: bool) -> Flow {
         if let Some(current) = &self.name {
             self.reply(Reply::AlreadyJoined(current));
+            return Flow::Continue;
+        }
+        if self.services.accounts.exists(name.as_str()) {
+            info!("{} refused: {name} has an account", self.conn.label);
+            self.reply(Reply::PasswordRequired(&name));
             return Flow::Continue;
         }
         match self.hub.join(&self.conn, &name) {
@@ -408,9 +584,10 @@ impl Session {
     }
 
     async fn register(&mut self, machine: Name<'static>) {
+        let owner = self.owner();
         let reply = self
             .services
-            .register(&self.conn, self.machine.as_ref(), &machine)
+            .register(&self.conn, self.machine.as_ref(), &machine, &owner)
             .await;
         if let Some(bound) = reply {
             self.machine = Some(bound);

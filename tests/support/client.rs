@@ -40,6 +40,8 @@ pub struct Client {
     timeout: Duration,
     /// The last messages received (for failure reports).
     history: VecDeque<String>,
+    /// The TLS session, when the client speaks TLS.
+    tls: Option<Box<rustls::ClientConnection>>,
 }
 
 impl Client {
@@ -65,7 +67,22 @@ impl Client {
         Client::over(socket.into(), framing)
     }
 
-    /// A client over a connected socket.
+    /// Connects from the local address `source` (another loopback address such as
+    /// 127.0.0.2 plays another machine).
+    pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr, framing: Framing) -> Client {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
+            .unwrap_or_else(|e| panic!("socket: {e}"));
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+        socket
+            .connect_timeout(&addr.into(), TIMEOUT)
+            .unwrap_or_else(|e| panic!("connect to {addr} from {source}: {e}"));
+        Client::over(socket.into(), framing)
+    }
+
+    /// A client over an open connection.
     fn over(stream: TcpStream, framing: Framing) -> Client {
         let _ = stream.set_nodelay(true);
         // Writes have a deadline too: a server that stops reading fails the test, not hangs it.
@@ -76,6 +93,46 @@ impl Client {
             buf: Vec::new(),
             timeout: TIMEOUT,
             history: VecDeque::new(),
+            tls: None,
+        }
+    }
+
+    /// Connects over TLS in `framing`, accepting only the certificate with this SHA-256
+    /// `fingerprint` (as the server logs it); the handshake is done before this returns.
+    pub fn connect_tls(addr: SocketAddr, framing: Framing, fingerprint: &str) -> Client {
+        Client::try_connect_tls(addr, framing, fingerprint)
+            .unwrap_or_else(|e| panic!("TLS connect to {addr}: {e}"))
+    }
+
+    /// [`Client::connect_tls`], reporting a failed handshake instead of panicking.
+    pub fn try_connect_tls(
+        addr: SocketAddr,
+        framing: Framing,
+        fingerprint: &str,
+    ) -> io::Result<Client> {
+        let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+        let mut client = Client::over(stream, framing);
+        let conn = crate::tls::client_connection(fingerprint);
+        client.tls = Some(Box::new(conn));
+        client.stream.set_read_timeout(Some(TIMEOUT))?;
+        if let Some(tls) = client.tls.as_deref_mut() {
+            while tls.is_handshaking() {
+                tls.complete_io(&mut client.stream)?;
+            }
+        }
+        Ok(client)
+    }
+
+    /// Whether this client speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Reads once from the connection (decrypting, over TLS).
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.tls.as_deref_mut() {
+            None => self.stream.read(buf),
+            Some(tls) => rustls::Stream::new(tls, &mut self.stream).read(buf),
         }
     }
 
@@ -124,8 +181,17 @@ impl Client {
 
     /// Sends bytes exactly as given, reporting a failure instead of panicking.
     pub fn try_send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)?;
-        self.stream.flush()
+        match self.tls.as_deref_mut() {
+            None => {
+                self.stream.write_all(bytes)?;
+                self.stream.flush()
+            }
+            Some(tls) => {
+                let mut stream = rustls::Stream::new(tls, &mut self.stream);
+                stream.write_all(bytes)?;
+                stream.flush()
+            }
+        }
     }
 
     /// Closes the sending half: the server reads end of stream.
@@ -162,7 +228,7 @@ impl Client {
                 .set_read_timeout(Some(deadline - now))
                 .expect("a non-zero read timeout");
             let mut chunk = [0u8; 64 * 1024];
-            match self.stream.read(&mut chunk) {
+            match self.read_some(&mut chunk) {
                 Ok(0) => return Err(RecvError::Closed),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted) => {}

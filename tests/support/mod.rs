@@ -14,6 +14,7 @@ mod binaries;
 mod client;
 mod server;
 mod tempdir;
+pub mod tls;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};

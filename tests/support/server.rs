@@ -246,6 +246,23 @@ impl Server {
         }
     }
 
+    /// The certificate fingerprint the server logged at start (TLS on).
+    pub fn fingerprint(&self) -> String {
+        let marker = "fingerprint ";
+        let line = self
+            .wait_line(marker, START_TIMEOUT)
+            .unwrap_or_else(|| self.failed_start("certificate SHA-256 fingerprint <hex>"));
+        let rest = &line[line.find(marker).map_or(0, |i| i + marker.len())..];
+        rest.chars()
+            .take_while(|c| c.is_ascii_hexdigit() || *c == ':')
+            .collect()
+    }
+
+    /// A new TLS client of the chat port in `framing`, pinning the server's certificate.
+    pub fn tls(&self, framing: Framing) -> Client {
+        Client::connect_tls(self.addr, framing, &self.fingerprint())
+    }
+
     /// A new line-framed client of the chat port.
     pub fn line(&self) -> Client {
         Client::line(self.addr)

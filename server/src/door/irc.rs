@@ -8,12 +8,17 @@
 //! newcomer is put in `#lobby`. Every reply goes through [`protocol::irc::put_line`], so no
 //! text a user sent can end a line or pass for the server's.
 //!
-//! SASL slots in at [`Irc::cap`] (advertise `sasl` once accounts exist) and an
-//! `AUTHENTICATE` arm in [`Irc::command`] that checks an account before [`Irc::register`]
-//! takes the nick, as `AUTH` does on the chat port.
+//! Accounts: a nick that has an account (made with `SIGNUP` on the chat port) is taken only
+//! by a connection that proved it with SASL `PLAIN` (`CAP REQ sasl`, then `AUTHENTICATE`),
+//! checked by the same Argon2id hashes and the same guessing back-off as the chat port's
+//! `AUTH`. Like `AUTH`, SASL is offered only over TLS while TLS is on (`CAP LS` lists `sasl`
+//! there, and everywhere under `--no-tls`); anyone else asking for such a nick gets `433`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine;
 
 use log::{info, warn};
 
@@ -26,7 +31,10 @@ use crate::event::{Event, IrcCaps, Target, Who};
 use crate::history::Entry;
 use crate::hub::{Conn, Hub, Joined};
 use crate::reader::Reader;
+use crate::reason::Disconnect;
 use crate::rooms::{fanout, EnterError, Member, Room, RoomError, Rooms, State};
+use crate::services::Services;
+use crate::session::Origin;
 
 /// The server's name in IRC sources and numerics.
 pub const SERVER: &str = "chat-server";
@@ -47,11 +55,21 @@ const TEXTLEN: usize = 300;
 const MAX_TARGETS: usize = 4;
 /// Bytes of names per `353` line (the line stays well under 512).
 const NAMES_PER_LINE: usize = 400;
+/// Longest SASL exchange, base64 (a PLAIN message is name, password and two NULs).
+const SASL_MAX: usize = 1024;
+/// An `AUTHENTICATE` chunk of exactly this size means more follow.
+const SASL_CHUNK: usize = 400;
 
 /// Serves one IRC connection until it quits, is closed, or floods.
-pub async fn serve(hub: &Arc<Hub>, conn: &Arc<Conn>, reader: &mut Reader) {
+pub async fn serve(
+    hub: &Arc<Hub>,
+    services: &Arc<Services>,
+    conn: &Arc<Conn>,
+    reader: &mut Reader,
+    origin: Origin,
+) {
     let mut bucket = flood_bucket(&hub.config);
-    let mut irc = Irc::new(hub.clone(), conn.clone());
+    let mut irc = Irc::new(hub.clone(), services.clone(), conn.clone(), origin);
     loop {
         let Some(payload) = next_payload(reader, hub, conn, &mut bucket).await else {
             break;
@@ -61,6 +79,12 @@ pub async fn serve(hub: &Arc<Hub>, conn: &Arc<Conn>, reader: &mut Reader) {
         reader.count_fanout(hub.fanned().wrapping_sub(fanned));
         if !go_on {
             break;
+        }
+        if let Some((name, password)) = irc.proving.take() {
+            // Boxed, like every hash-bound wait: an idle connection's task stays small.
+            let ok = Box::pin(services.authenticate(name.as_str(), &password, &origin.ip)).await;
+            drop(password);
+            irc.proved(name, ok);
         }
     }
     let reason = irc
@@ -74,8 +98,22 @@ pub async fn serve(hub: &Arc<Hub>, conn: &Arc<Conn>, reader: &mut Reader) {
 struct Irc {
     /// The shared state.
     hub: Arc<Hub>,
+    /// Accounts (and the guessing back-off) for SASL.
+    services: Arc<Services>,
     /// This connection.
     conn: Arc<Conn>,
+    /// The peer's address (a SASL guesser is slowed per address too).
+    ip: std::net::IpAddr,
+    /// Whether SASL is offered here: over TLS, or anywhere when TLS is off.
+    sasl_offered: bool,
+    /// The client asked for the `sasl` capability.
+    sasl_on: bool,
+    /// An `AUTHENTICATE PLAIN` exchange in progress: the base64 received so far.
+    sasl: Option<String>,
+    /// An account name and password to check (the serve loop hashes off the executor).
+    proving: Option<(Name<'static>, String)>,
+    /// The account this connection proved with SASL.
+    account: Option<Name<'static>>,
     /// Host shown in its prefix (the peer's address).
     host: String,
     /// The nick asked for before registration.
@@ -105,7 +143,7 @@ const STAR: &str = "*";
 
 impl Irc {
     /// A fresh, unregistered connection.
-    fn new(hub: Arc<Hub>, conn: Arc<Conn>) -> Irc {
+    fn new(hub: Arc<Hub>, services: Arc<Services>, conn: Arc<Conn>, origin: Origin) -> Irc {
         // The label ends in `peer=ADDR`.
         let host = conn
             .label
@@ -116,9 +154,17 @@ impl Irc {
                 || "unknown".to_owned(),
                 |a| a.ip().to_string().replace(':', "-"),
             );
+        let sasl_offered = origin.secure || hub.config.tls.is_none();
         Irc {
             hub,
+            services,
             conn,
+            ip: origin.ip,
+            sasl_offered,
+            sasl_on: false,
+            sasl: None,
+            proving: None,
+            account: None,
             host,
             want_nick: None,
             user: None,
@@ -209,6 +255,7 @@ impl Irc {
             },
             "NICK" => self.nick(m),
             "USER" => self.user(m),
+            "AUTHENTICATE" => self.authenticate(m),
             "PING" => match m.param(0) {
                 Some(token) => self.line("PONG", &[SERVER], Some(token)),
                 None => self.num("409", &[], Some("No origin specified")),
@@ -271,15 +318,28 @@ impl Irc {
                 if self.nick.is_none() {
                     self.negotiating = true;
                 }
-                let all: Vec<&str> = CAPS.iter().map(|(n, _)| *n).collect();
+                let mut all: Vec<&str> = CAPS.iter().map(|(n, _)| *n).collect();
+                if self.sasl_offered {
+                    // 302 clients learn the mechanisms from the value.
+                    all.push(if m.param(1) == Some("302") {
+                        "sasl=PLAIN"
+                    } else {
+                        "sasl"
+                    });
+                    all.sort_unstable();
+                }
                 self.line("CAP", &[&me, "LS"], Some(&all.join(" ")));
             }
             "LIST" => {
-                let on: Vec<&str> = CAPS
+                let mut on: Vec<&str> = CAPS
                     .iter()
                     .filter(|(_, bit)| self.has(*bit))
                     .map(|(n, _)| *n)
                     .collect();
+                if self.sasl_on {
+                    on.push("sasl");
+                    on.sort_unstable();
+                }
                 self.line("CAP", &[&me, "LIST"], Some(&on.join(" ")));
             }
             "REQ" => {
@@ -288,6 +348,7 @@ impl Irc {
                 }
                 let asked = m.param(1).unwrap_or("");
                 let mut changes = Vec::new();
+                let mut sasl = None;
                 for cap in asked.split(' ').filter(|c| !c.is_empty()) {
                     let (on, name) = match cap.strip_prefix('-') {
                         Some(name) => (false, name),
@@ -295,6 +356,7 @@ impl Irc {
                     };
                     match CAPS.iter().find(|(n, _)| *n == name) {
                         Some((_, bit)) => changes.push((*bit, on)),
+                        None if name == "sasl" && self.sasl_offered => sasl = Some(on),
                         None => {
                             self.line("CAP", &[&me, "NAK"], Some(asked));
                             return;
@@ -305,6 +367,9 @@ impl Irc {
                     for (bit, on) in changes {
                         caps.set(bit, on);
                     }
+                }
+                if let Some(on) = sasl {
+                    self.sasl_on = on;
                 }
                 self.line("CAP", &[&me, "ACK"], Some(asked));
             }
@@ -332,16 +397,109 @@ impl Irc {
             if old.as_str() == wanted {
                 return;
             }
+            if self.reserved(wanted) {
+                return self.num(
+                    "433",
+                    &[wanted],
+                    Some("Nickname is reserved: it has an account; sign in with SASL PLAIN"),
+                );
+            }
             let new = name.into_owned();
             if !self.hub.rename(&self.conn, &old, &new) {
                 return self.num("433", &[wanted], Some("Nickname is already in use"));
             }
             return self.renamed(new);
         }
-        if self.hub.user(wanted).is_some() {
+        // While CAP is negotiated (SASL may yet prove the account, whose owner takes the nick
+        // back even from an old connection, as AUTH does) the checks wait for registration.
+        if !self.negotiating && self.hub.user(wanted).is_some() && !self.owns(wanted) {
             return self.num("433", &[wanted], Some("Nickname is already in use"));
         }
         self.want_nick = Some(name.into_owned());
+        self.register();
+    }
+
+    /// Whether `nick` has an account that this connection has not proved.
+    fn reserved(&self, nick: &str) -> bool {
+        self.services.accounts.exists(nick) && !self.owns(nick)
+    }
+
+    /// Whether this connection proved the account `nick`.
+    fn owns(&self, nick: &str) -> bool {
+        self.account
+            .as_ref()
+            .is_some_and(|a| a.as_str().eq_ignore_ascii_case(nick))
+    }
+
+    /// `AUTHENTICATE`: SASL `PLAIN` (RFC 4616) before registration, in chunks of at most
+    /// 400 base64 characters (`+` for none); `*` aborts.
+    fn authenticate(&mut self, m: &Message<'_>) {
+        let Some(arg) = m.param(0) else {
+            return self.num("461", &["AUTHENTICATE"], Some("Not enough parameters"));
+        };
+        if self.account.is_some() {
+            return self.num(
+                "907",
+                &[],
+                Some("You have already authenticated using SASL"),
+            );
+        }
+        if !self.sasl_on || self.nick.is_some() || self.proving.is_some() {
+            return self.num("904", &[], Some("SASL authentication failed"));
+        }
+        let Some(mut buffer) = self.sasl.take() else {
+            if arg.eq_ignore_ascii_case("PLAIN") {
+                self.sasl = Some(String::new());
+                // As the IRCv3 SASL specification shows it: no source.
+                return self.push(|out| put_line(out, None, "", "AUTHENTICATE", &["+"], None));
+            }
+            self.num("908", &["PLAIN"], Some("are available SASL mechanisms"));
+            return self.num("904", &[], Some("SASL authentication failed"));
+        };
+        if arg == "*" {
+            return self.num("906", &[], Some("SASL authentication aborted"));
+        }
+        if arg != "+" {
+            buffer.push_str(arg);
+        }
+        if buffer.len() > SASL_MAX {
+            return self.num("905", &[], Some("SASL message too long"));
+        }
+        if arg.len() == SASL_CHUNK {
+            self.sasl = Some(buffer);
+            return;
+        }
+        match plain(&buffer) {
+            Some((name, password)) => {
+                let now = Instant::now();
+                if let Some(wait) = self.services.auth_wait(name.as_str(), &self.ip, now) {
+                    warn!(
+                        "{} SASL {name} refused unchecked: too many failures (wait {wait:?})",
+                        self.conn.label
+                    );
+                    return self.num("904", &[], Some("SASL authentication failed"));
+                }
+                self.proving = Some((name, password));
+            }
+            None => self.num("904", &[], Some("SASL authentication failed")),
+        }
+    }
+
+    /// The outcome of the SASL check the serve loop ran: `900` and `903`, or `904`.
+    fn proved(&mut self, name: Name<'static>, ok: bool) {
+        if !ok {
+            warn!("{} SASL {name} failed", self.conn.label);
+            return self.num("904", &[], Some("SASL authentication failed"));
+        }
+        info!("{} proved account {name} (SASL)", self.conn.label);
+        let mask = format!("{}!*@{}", self.me(), self.host);
+        self.num(
+            "900",
+            &[&mask, name.as_str()],
+            Some(&format!("You are now logged in as {name}")),
+        );
+        self.num("903", &[], Some("SASL authentication successful"));
+        self.account = Some(name);
         self.register();
     }
 
@@ -406,7 +564,27 @@ impl Irc {
         let Some(name) = self.want_nick.take() else {
             return;
         };
-        match self.hub.join(&self.conn, &name) {
+        if self.reserved(name.as_str()) {
+            return self.num(
+                "433",
+                &[name.as_str()],
+                Some("Nickname is reserved: it has an account; sign in with SASL PLAIN"),
+            );
+        }
+        let joined = if self.owns(name.as_str()) {
+            let (joined, old) = self.hub.take_over(&self.conn, &name);
+            if let Some(old) = old {
+                warn!(
+                    "{} took {name} back from {} (same account, SASL)",
+                    self.conn.label, old.label
+                );
+                old.outbox.evict(Disconnect::NameTakenBack);
+            }
+            joined
+        } else {
+            self.hub.join(&self.conn, &name)
+        };
+        match joined {
             Joined::Yes => {}
             Joined::Taken => {
                 return self.num("433", &[name.as_str()], Some("Nickname is already in use"));
@@ -1237,6 +1415,23 @@ fn clean(s: &str, max: usize) -> String {
     out
 }
 
+/// The account name and password of a SASL `PLAIN` message (base64 of
+/// `authzid NUL authcid NUL password`); `None` when it is malformed, names no valid account
+/// name, or asks to act for someone else.
+fn plain(base64: &str) -> Option<(Name<'static>, String)> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(base64)
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let mut parts = text.splitn(3, '\0');
+    let (authzid, authcid, password) = (parts.next()?, parts.next()?, parts.next()?);
+    if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(authcid) {
+        return None;
+    }
+    let name = Name::new(authcid).ok()?.into_owned();
+    Some((name, password.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1246,5 +1441,24 @@ mod tests {
         assert_eq!(clean("\u{1}ACTION waves\u{1}", 100), "ACTION waves");
         assert_eq!(clean("\u{2}bold\u{2} \u{3}4red", 100), "bold 4red");
         assert_eq!(clean("ééé", 3), "é");
+    }
+
+    #[test]
+    fn sasl_plain_messages() {
+        // "\0alice\0correct horse battery"
+        let (name, password) = plain("AGFsaWNlAGNvcnJlY3QgaG9yc2UgYmF0dGVyeQ==").unwrap();
+        assert_eq!(
+            (name.as_str(), password.as_str()),
+            ("alice", "correct horse battery")
+        );
+        // "alice\0alice\0pw": an authzid that is the account itself is fine.
+        assert!(plain("YWxpY2UAYWxpY2UAcHc=").is_some());
+        // "bob\0alice\0pw": acting for someone else is not.
+        assert!(plain("Ym9iAGFsaWNlAHB3").is_none());
+        // "alice\0pw": no authzid field at all.
+        assert!(plain("YWxpY2UAcHc=").is_none());
+        assert!(plain("not base64").is_none());
+        // "\0al ice\0pw": not a name.
+        assert!(plain("AGFsIGljZQBwdw==").is_none());
     }
 }

@@ -105,8 +105,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use futures::channel::oneshot;
 
 use record::{put_compose, put_read, MAGIC, MAX_FIELD};
+pub use writer::COMPACT_MIN_DEAD;
 use writer::{Handle, Writer};
-pub use writer::{COMPACT_MIN_DEAD, GATHER_MAX};
+
+use crate::sync;
 
 /// Name of the log file inside the store's directory.
 const LOG_NAME: &str = "mail.log";
@@ -223,6 +225,29 @@ enum Effect {
     },
 }
 
+/// Takes message `id` out of `user`'s mailbox (searching: normally it is the front, but a
+/// COMPOSE lost to damage must not stop a replay), and forgets an emptied mailbox: the live
+/// removal and the replay of its record do exactly the same. `false`: no such mailbox.
+fn take_out(
+    boxes: &mut HashMap<String, VecDeque<Stored>>,
+    live_bytes: &mut u64,
+    user: &str,
+    id: u64,
+) -> bool {
+    let Some(queue) = boxes.get_mut(user) else {
+        return false;
+    };
+    if let Some(index) = queue.iter().position(|m| m.id == id) {
+        if let Some(stored) = queue.remove(index) {
+            *live_bytes = live_bytes.saturating_sub(stored.size);
+        }
+    }
+    if queue.is_empty() {
+        boxes.remove(user);
+    }
+    true
+}
+
 /// Files a new message at the back of `to`'s mailbox: the live COMPOSE and the replay of its
 /// record do exactly the same.
 fn file(
@@ -332,9 +357,7 @@ impl MailStore {
             return;
         }
         let rx = {
-            let Ok(mut state) = self.inner.shared.state.lock() else {
-                return;
-            };
+            let mut state = sync::lock(&self.inner.shared.state);
             if !state.loading {
                 return;
             }
@@ -350,11 +373,8 @@ impl MailStore {
     /// [`MailStore::loaded`] first, so only tests ever wait here.
     fn loaded_state(&self) -> MutexGuard<'_, State> {
         let shared = &self.inner.shared;
-        // Reading cannot make a poisoned state worse, so take it anyway.
-        let mut state = shared
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Poisoned or not (see crate::sync).
+        let mut state = sync::lock(&shared.state);
         while state.loading {
             state = shared
                 .loaded_cv
@@ -432,13 +452,8 @@ impl MailStore {
     /// Gives a held message back: it is again the oldest for the next reader. Does nothing if
     /// it is not there (already removed).
     pub fn release(&self, user: &str, id: u64) {
-        // Clearing a mark cannot make a poisoned state worse: do it anyway.
-        let mut state = self
-            .inner
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Poisoned or not (see crate::sync).
+        let mut state = sync::lock(&self.inner.shared.state);
         if let Some(stored) = state
             .boxes
             .get_mut(user)
@@ -530,17 +545,7 @@ impl State {
 
     /// Takes message `id` out of `user`'s mailbox, if it is there.
     fn take_out(&mut self, user: &str, id: u64) {
-        let Some(queue) = self.boxes.get_mut(user) else {
-            return;
-        };
-        if let Some(index) = queue.iter().position(|m| m.id == id) {
-            if let Some(stored) = queue.remove(index) {
-                self.live_bytes = self.live_bytes.saturating_sub(stored.size);
-            }
-        }
-        if queue.is_empty() {
-            self.boxes.remove(user);
-        }
+        take_out(&mut self.boxes, &mut self.live_bytes, user, id);
     }
 
     /// Refuses new work once closing or broken.
@@ -595,12 +600,9 @@ fn check_log(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Locks the state, turning poison (a panic while it was held) into an I/O error.
+/// Locks the state (poisoned or not: see [`crate::sync`]); `Result` for the callers' `?`.
 fn lock(shared: &Shared) -> io::Result<MutexGuard<'_, State>> {
-    shared
-        .state
-        .lock()
-        .map_err(|_| io::Error::other("mail store state is poisoned"))
+    Ok(sync::lock(&shared.state))
 }
 
 /// Awaits the writer's verdict on one record.

@@ -7,7 +7,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::record::{decode, record_at, Record, MAGIC};
-use super::{file, Stored};
+use super::{file, take_out, Stored};
 
 /// Opens the log at `path` (creating it if missing, except in recovery), first cutting it to
 /// `limit` bytes if given (recovery: drop what was never fsynced), replays it and truncates a
@@ -158,18 +158,8 @@ impl Replayed {
             }
             Record::Read { id, user } => {
                 self.next_id = self.next_id.max(id.saturating_add(1));
-                let Some(queue) = self.boxes.get_mut(user) else {
+                if !take_out(&mut self.boxes, &mut self.live_bytes, user, id) {
                     log::debug!("mail store: READ of unknown message {id} ignored");
-                    return;
-                };
-                // Normally the front; searching tolerates a COMPOSE lost to damage.
-                if let Some(index) = queue.iter().position(|m| m.id == id) {
-                    if let Some(stored) = queue.remove(index) {
-                        self.live_bytes = self.live_bytes.saturating_sub(stored.size);
-                    }
-                }
-                if queue.is_empty() {
-                    self.boxes.remove(user);
                 }
             }
         }

@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use super::record::encode_snapshot;
 use super::replay::{load_log, reopen, sync_dir};
 use super::{Effect, Shared, State, Waiter, LOG_NAME};
+use crate::sync;
 
 /// Batches smaller than this are committed at once: with few writers, waiting adds latency.
 const GATHER_MIN: usize = 4;
@@ -59,18 +60,11 @@ impl Handle {
 
     /// Marks the store closing, wakes the writer and joins it.
     pub(super) fn close(&self) {
-        let mut writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut writer = sync::lock(&self.writer);
         let Some(thread) = writer.take() else {
             return;
         };
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .closing = true;
+        sync::lock(&self.shared.state).closing = true;
         self.shared.wake.notify_all();
         if thread.join().is_err() {
             log::error!("mail store: the writer thread panicked");
@@ -157,9 +151,7 @@ impl Writer {
         }
         loop {
             self.linger();
-            let Ok(mut state) = self.shared.state.lock() else {
-                return;
-            };
+            let mut state = sync::lock(&self.shared.state);
             state.wake_at = 1;
             while state.pending.is_empty() && !state.closing {
                 state = match self.shared.wake.wait(state) {
@@ -236,7 +228,8 @@ impl Writer {
         let snapshot = replayed
             .damaged
             .then(|| encode_snapshot(&replayed.boxes, replayed.live_bytes, |_| true));
-        if let Ok(mut state) = self.shared.state.lock() {
+        {
+            let mut state = sync::lock(&self.shared.state);
             state.boxes = replayed.boxes;
             state.next_id = replayed.next_id;
             state.durable_next = replayed.next_id;
@@ -262,15 +255,13 @@ impl Writer {
 
     /// Marks the log replayed (`broken`: why it could not be) and wakes everyone waiting.
     fn finish_loading(&self, broken: Option<String>) {
-        let waiters = match self.shared.state.lock() {
-            Ok(mut state) => {
-                state.loading = false;
-                if broken.is_some() {
-                    state.broken = broken;
-                }
-                mem::take(&mut state.load_waiters)
+        let waiters = {
+            let mut state = sync::lock(&self.shared.state);
+            state.loading = false;
+            if broken.is_some() {
+                state.broken = broken;
             }
-            Err(_) => Vec::new(),
+            mem::take(&mut state.load_waiters)
         };
         self.shared.loaded.store(true, Ordering::Release);
         self.shared.loaded_cv.notify_all();
@@ -456,10 +447,7 @@ impl Writer {
             .records
             .fetch_add(waiters.len() as u64, Ordering::Relaxed);
         let (waiters, effects): (Vec<Waiter>, Vec<Effect>) = waiters.into_iter().unzip();
-        match self.shared.state.lock() {
-            Ok(mut state) => state.settle(&effects, durable_next),
-            Err(_) => return,
-        }
+        sync::lock(&self.shared.state).settle(&effects, durable_next);
         self.acked_at = Instant::now();
         for waiter in waiters {
             // The caller may have stopped waiting; the record is durable regardless.
@@ -478,9 +466,7 @@ impl Writer {
         );
         self.last_batch = 0;
         let (waiters, effects): (Vec<Waiter>, Vec<Effect>) = failed.into_iter().unzip();
-        if let Ok(mut state) = self.shared.state.lock() {
-            state.undo(&effects);
-        }
+        sync::lock(&self.shared.state).undo(&effects);
         for waiter in waiters {
             let _ = waiter.send(Err(io::Error::new(cause.kind(), cause.to_string())));
         }
@@ -507,9 +493,7 @@ impl Writer {
             }
         };
         fail(failed);
-        let Ok(mut state) = self.shared.state.lock() else {
-            return;
-        };
+        let mut state = sync::lock(&self.shared.state);
         fail(mem::take(&mut state.waiters));
         state.pending.clear();
         let log_path = self.dir.join(LOG_NAME);
@@ -548,11 +532,7 @@ struct StopGuard(Arc<Shared>);
 impl Drop for StopGuard {
     /// Marks the store stopped and cancels whatever is still queued.
     fn drop(&mut self) {
-        let mut state = self
-            .0
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = sync::lock(&self.0.state);
         if state.broken.is_none() {
             state.broken = Some("mail store is closed".into());
         }

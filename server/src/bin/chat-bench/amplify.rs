@@ -4,7 +4,8 @@
 //! into every silent client's queue. Meanwhile a fresh client connects and JOINs every
 //! `--probe-ms`, and the time from connect to `HELLO` is its latency. The server's memory is
 //! sampled every 10 ms: its peak against the reading before the attack is what a server
-//! without a bound on its total queued output loses.
+//! without a bound on its total queued output loses. (The silent clients speak plain TCP;
+//! `--tls` applies to the broadcasters and probes.)
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use protocol::frame::put_str;
 
 use crate::conn::{handshake, Conn, Tokens};
 use crate::report::{emit, latency, proc_sample, Errors, J};
+use crate::stream::Stream;
 use crate::{inc, secs, Args};
 
 /// How often the server's memory is read.
@@ -46,14 +48,14 @@ struct Counts {
 
 /// Connects with a receive buffer of `rcvbuf` bytes, set before the handshake so the
 /// window the server sees stays small.
-fn small_window(addr: SocketAddr, rcvbuf: usize) -> std::io::Result<TcpStream> {
+fn small_window(addr: SocketAddr, rcvbuf: usize) -> std::io::Result<Stream> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_recv_buffer_size(rcvbuf)?;
     socket.set_tcp_nodelay(true)?;
     socket.connect_timeout(&addr.into(), Duration::from_secs(10))?;
     let stream: std::net::TcpStream = socket.into();
-    Ok(TcpStream::from(stream))
+    Ok(Stream::Plain(TcpStream::from(stream)))
 }
 
 /// A client that JOINs and then never reads a byte; kept open by the caller.
@@ -166,7 +168,7 @@ async fn sampler(a: &Args, c: &Counts) {
 /// The attack: silent clients first, then broadcasters, probes and the sampler together.
 pub async fn amplify(a: &Args) -> bool {
     let c = Counts::default();
-    let tokens = Tokens::new(a.connect_concurrency);
+    let tokens = Tokens::new(a.connect_concurrency, a);
     let addr: SocketAddr = match async_std::net::ToSocketAddrs::to_socket_addrs(a.addr.as_str())
         .await
         .ok()

@@ -10,6 +10,7 @@ use async_std::net::TcpStream;
 use protocol::frame::{put_str, HEADER_LEN};
 use protocol::{Decoder, Framing, DEFAULT_MAX_MESSAGE};
 
+use crate::stream::Stream;
 use crate::{secs, Args};
 
 /// Read buffer per connection: room for many messages of the largest size.
@@ -17,8 +18,8 @@ const BUF: usize = 64 * 1024;
 
 /// One client connection: the socket and its read buffer.
 pub struct Conn {
-    /// The socket; a sender clones it for its own writes.
-    pub stream: TcpStream,
+    /// The socket (or TLS over it); a sender clones it for its own writes.
+    pub stream: Stream,
     /// Line or length-prefixed frames.
     pub framing: Framing,
     /// Finds message boundaries in the buffered bytes.
@@ -33,7 +34,7 @@ pub struct Conn {
 
 impl Conn {
     /// A connection over `stream`, speaking `framing`, with an empty read buffer.
-    pub fn new(stream: TcpStream, framing: Framing) -> Conn {
+    pub fn new(stream: Stream, framing: Framing) -> Conn {
         Conn {
             stream,
             framing,
@@ -80,10 +81,14 @@ impl Conn {
         Ok(Some(&self.buf[at..at + len]))
     }
 
-    /// Writes all of `bytes` within `wait`.
+    /// Writes all of `bytes` within `wait` (and flushes: TLS may buffer).
     pub async fn send(&self, bytes: &[u8], wait: Duration) -> io::Result<()> {
         let mut s = &self.stream;
-        io::timeout(wait, s.write_all(bytes)).await
+        io::timeout(wait, async {
+            s.write_all(bytes).await?;
+            s.flush().await
+        })
+        .await
     }
 
     /// Sends `bytes`, then returns the next reply within `wait`, skipping server notices
@@ -113,15 +118,20 @@ impl Conn {
     }
 }
 
-/// Limits how many connections are being set up at once (a counting semaphore).
-pub struct Tokens(Sender<()>, Receiver<()>);
+/// Limits how many connections are being set up at once (a counting semaphore), and
+/// holds the TLS client configuration when `--tls` was given.
+pub struct Tokens(
+    Sender<()>,
+    Receiver<()>,
+    Option<futures_rustls::TlsConnector>,
+);
 
 impl Tokens {
-    /// A limit of `n` (at least 1) at once.
-    pub fn new(n: usize) -> Tokens {
+    /// A limit of `n` (at least 1) at once; TLS as `a` says.
+    pub fn new(n: usize, a: &Args) -> Tokens {
         let (tx, rx) = async_channel::bounded(n.max(1));
         while tx.try_send(()).is_ok() {}
-        Tokens(tx, rx)
+        Tokens(tx, rx, a.tls.then(crate::stream::tls_connector))
     }
 }
 
@@ -131,8 +141,9 @@ pub async fn handshake(a: &Args, tokens: &Tokens, command: &str) -> io::Result<(
     let _ = tokens.1.recv().await;
     let wait = secs(a.setup_timeout);
     let result = async {
-        let stream = io::timeout(wait, TcpStream::connect(a.addr.as_str())).await?;
-        stream.set_nodelay(true)?;
+        let tcp = io::timeout(wait, TcpStream::connect(a.addr.as_str())).await?;
+        tcp.set_nodelay(true)?;
+        let stream = io::timeout(wait, Stream::open(tcp, tokens.2.as_ref())).await?;
         let mut conn = Conn::new(stream, a.framing());
         let mut out = Vec::new();
         put_str(conn.framing, &mut out, command);

@@ -201,7 +201,7 @@ pub async fn mail(a: &Args) -> bool {
     let (epoch, mail, tokens) = (
         Instant::now(),
         Mail::new(a),
-        Tokens::new(a.connect_concurrency),
+        Tokens::new(a.connect_concurrency, a),
     );
     let c = &mail.counts;
     let (mut kv, mut outcomes, mut clean) = (Vec::new(), Vec::new(), true);

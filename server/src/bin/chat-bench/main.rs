@@ -21,6 +21,9 @@
 //!   never read; S clients broadcast M messages of B bytes as fast as the server takes
 //!   them; a fresh client JOINs every `--probe-ms`. The server's peak memory and the fresh
 //!   clients' JOIN→HELLO times show what the memory budget holds.
+//! * `handshakes -m M -c C` and `auth -c C -t T --duration D`: TLS handshakes per second,
+//!   and AUTH throughput with the chat latency others see during an AUTH storm (`trust.rs`).
+//!   `--tls` runs any scenario inside TLS.
 //!
 //! Every payload is `@@t=<send time, ns> s=<sender> q=<sequence>` (chatload's format), so
 //! latency is measured on one monotonic clock. All connections run on this one thread
@@ -34,7 +37,8 @@
 //! `conn.rs` is one client connection (socket, framing, timeouts) and its handshake;
 //! `phase.rs` the start gate, clock and supervisor of a measured phase; `traffic.rs` the
 //! fanout, dm and idle scenarios; `mail.rs` compose and read; `disk.rs` the disk's limit;
-//! `amplify.rs` the memory-amplification attack; `report.rs` the /proc readings, latency
+//! `amplify.rs` the memory-amplification attack; `trust.rs` handshakes and auth;
+//! `stream.rs` plain or TLS under a connection; `report.rs` the /proc readings, latency
 //! percentiles, error tally and the human and `--json` output.
 
 mod amplify;
@@ -43,7 +47,9 @@ mod disk;
 mod mail;
 mod phase;
 mod report;
+mod stream;
 mod traffic;
+mod trust;
 
 use std::cell::Cell;
 use std::process::ExitCode;
@@ -72,6 +78,11 @@ enum Scenario {
     Amplify,
     /// The disk's fdatasync limit in `--data-dir`, then `compose`, as a fraction of it.
     Disk,
+    /// M connections opened (TLS with --tls), greeted and closed by C workers: per second.
+    Handshakes,
+    /// T accounts; a probe pair chats while C workers AUTH on fresh connections: AUTHs per
+    /// second and the probe's latency, quiet and during the storm.
+    Auth,
 }
 
 /// The command line.
@@ -154,6 +165,12 @@ struct Args {
     /// disk: how long to measure the disk's limit, seconds.
     #[arg(long, default_value_t = 3.0)]
     disk_seconds: f64,
+    /// Speak TLS (any server certificate is accepted: this measures, it does not verify).
+    #[arg(long)]
+    tls: bool,
+    /// auth: seconds of each phase (quiet, then storm).
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
     /// Free text copied into the report.
     #[arg(long, default_value = "")]
     label: String,
@@ -216,6 +233,8 @@ fn main() -> ExitCode {
         match a.scenario {
             Scenario::Compose | Scenario::Read | Scenario::Disk => mail::mail(&a).await,
             Scenario::Amplify => amplify::amplify(&a).await,
+            Scenario::Handshakes => trust::handshakes(&a).await,
+            Scenario::Auth => trust::auth(&a).await,
             _ => traffic::traffic(&a).await,
         }
     });

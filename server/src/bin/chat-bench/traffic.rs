@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
 use async_std::io::{self, WriteExt};
-use async_std::net::TcpStream;
 use futures::future::join_all;
 use protocol::frame::{put_message, put_str};
 
 use crate::conn::{handshake, Conn, Tokens};
 use crate::phase::{supervise, Phase};
 use crate::report::{emit, latency, phase_report, proc_sample, J};
+use crate::stream::Stream;
 use crate::{inc, parse_payload, secs, Args, Scenario};
 
 /// How often a waiting task wakes to look at the stop flag.
@@ -231,7 +231,7 @@ impl<'a> Traffic<'a> {
     }
 
     /// Sender `s`: M messages, never more than `--window` ahead of its slowest recipient.
-    async fn send(&self, s: usize, w: &TcpStream, sending: &Cell<bool>, pong: &Cell<bool>) {
+    async fn send(&self, s: usize, w: &Stream, sending: &Cell<bool>, pong: &Cell<bool>) {
         let p = &self.phase;
         let (framing, mut out) = (self.a.framing(), Vec::with_capacity(256));
         let to = format!("{}{}", self.a.prefix, partner(s, self.a.clients));
@@ -251,7 +251,11 @@ impl<'a> Traffic<'a> {
                     put_str(framing, &mut out, "PONG");
                 }
                 let mut w = w;
-                if let Err(e) = io::timeout(p.left(), w.write_all(&out)).await {
+                let write = async {
+                    w.write_all(&out).await?;
+                    w.flush().await
+                };
+                if let Err(e) = io::timeout(p.left(), write).await {
                     p.errors.note("send", e);
                     break;
                 }
@@ -292,7 +296,7 @@ impl<'a> Traffic<'a> {
 pub async fn traffic(a: &Args) -> bool {
     let t = Traffic::new(a, Instant::now());
     let (p, c) = (&t.phase, &t.counts);
-    let tokens = Tokens::new(a.connect_concurrency);
+    let tokens = Tokens::new(a.connect_concurrency, a);
     let idle = a.scenario == Scenario::Idle;
     let rss0 = proc_sample(a.server_pid);
     let settle = Duration::from_millis(if idle { a.idle_settle_ms } else { a.settle_ms });

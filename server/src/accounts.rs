@@ -1,0 +1,335 @@
+//! Accounts: names protected by a password.
+//!
+//! # File format
+//!
+//! `<data-dir>/accounts.txt` is UTF-8 text, one account per line: the name, one space, and
+//! the Argon2id hash in the PHC string format (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`),
+//! which holds its own random salt and parameters. No password is ever stored or logged.
+//! Loading is forgiving, like `registry.txt`: a blank, malformed or duplicate line is skipped
+//! with one warning.
+//!
+//! # Durability
+//!
+//! A new account is written the way the registry is: the whole file to `accounts.txt.tmp`,
+//! fsync, rename over `accounts.txt`, fsync the directory; SIGNUP answers only after that.
+//!
+//! # Hashing
+//!
+//! Argon2id is slow on purpose (tens of milliseconds and 19 MiB per hash), so hashes run on
+//! blocking threads, at most [`hashes_at_once`] at a time, each followed by a rest as long
+//! as itself: a storm of AUTH attempts waits in line for a permit, never takes the executor
+//! thread from chat, and leaves the machine's cores half free. A check against an
+//! unknown account still hashes (against a dummy hash), so the answer's timing does not tell
+//! whether the account exists; the comparison itself is constant-time (`password-hash`).
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use ring::rand::{SecureRandom, SystemRandom};
+
+use protocol::Name;
+
+use crate::registry::sync_dir;
+use crate::rt;
+use crate::sync;
+
+/// Name of the accounts file inside the data directory.
+const FILE_NAME: &str = "accounts.txt";
+/// Name of the temporary file a change is written to before the rename.
+const TMP_NAME: &str = "accounts.txt.tmp";
+/// Most Argon2 hashes computed at once (each takes a blocking thread and 19 MiB): one core
+/// fewer than the machine has (at least one, at most four), so chat keeps a core of its own
+/// while an AUTH storm hashes.
+pub fn hashes_at_once() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .clamp(1, 4)
+}
+
+/// Why an account could not be created.
+#[derive(Debug)]
+pub(crate) enum SignupError {
+    /// The name already has an account.
+    Exists,
+    /// Hashing or the file failed.
+    Io(io::Error),
+}
+
+/// The accounts, mirrored in `<dir>/accounts.txt`.
+pub struct Accounts {
+    /// Directory holding the file (and the temp file; it is what we fsync).
+    dir: PathBuf,
+    /// Name → PHC hash string.
+    hashes: RwLock<HashMap<String, Arc<str>>>,
+    /// Serialises file rewrites (held on a blocking thread).
+    file: Arc<Mutex<()>>,
+    /// Permits for concurrent hashes: a permit is taken by receiving, returned by sending.
+    permits: (async_channel::Sender<()>, async_channel::Receiver<()>),
+    /// A hash of a random password, checked against when the account is unknown.
+    dummy: Arc<str>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fresh random salt.
+fn salt() -> io::Result<SaltString> {
+    let mut bytes = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| io::Error::other("no system randomness"))?;
+    SaltString::encode_b64(&bytes).map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// Argon2id (the crate's default: Argon2id, version 19, m=19 MiB, t=2, p=1) of `password`.
+fn hash(password: &str) -> io::Result<String> {
+    let salt = salt()?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// Whether `password` matches the PHC string `stored` (constant-time comparison).
+fn verify(password: &str, stored: &str) -> bool {
+    match PasswordHash::new(stored) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+impl Accounts {
+    /// Loads `<dir>/accounts.txt` (missing = none). Returns warnings, one per bad line.
+    pub fn load(dir: &Path) -> io::Result<(Accounts, Vec<String>)> {
+        let bytes = match fs::read(dir.join(FILE_NAME)) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let mut hashes = HashMap::new();
+        let mut warnings = Vec::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line_no = index + 1;
+            let line = raw.strip_suffix('\r').unwrap_or(raw);
+            if line.is_empty() {
+                continue;
+            }
+            let Some((name, phc)) = line.split_once(' ') else {
+                warnings.push(format!("line {line_no}: no hash; ignored"));
+                continue;
+            };
+            if Name::new(name).is_err() || PasswordHash::new(phc).is_err() {
+                warnings.push(format!("line {line_no}: malformed; ignored"));
+                continue;
+            }
+            match hashes.entry(fold(name)) {
+                Entry::Occupied(_) => warnings.push(format!(
+                    "line {line_no}: duplicate account {name:?} ignored"
+                )),
+                Entry::Vacant(slot) => {
+                    slot.insert(Arc::from(phc));
+                }
+            }
+        }
+        let at_once = hashes_at_once();
+        let permits = async_channel::bounded(at_once);
+        for _ in 0..at_once {
+            let _ = permits.0.try_send(());
+        }
+        // The dummy's own password is random and forgotten: nothing ever matches it.
+        let mut secret = [0u8; 16];
+        SystemRandom::new()
+            .fill(&mut secret)
+            .map_err(|_| io::Error::other("no system randomness"))?;
+        let dummy = hash(&format!("{secret:?}"))?;
+        let accounts = Accounts {
+            dir: dir.to_path_buf(),
+            hashes: RwLock::new(hashes),
+            file: Arc::new(Mutex::new(())),
+            permits,
+            dummy: Arc::from(dummy),
+        };
+        Ok((accounts, warnings))
+    }
+
+    /// How many accounts exist.
+    pub fn len(&self) -> usize {
+        sync::read(&self.hashes).len()
+    }
+
+    /// Whether there are none.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `name` has an account.
+    pub fn exists(&self, name: &str) -> bool {
+        sync::read(&self.hashes).contains_key(&fold(name))
+    }
+
+    /// Runs `work` on a blocking thread once a hashing permit is free. The permit comes back
+    /// only after a rest as long as the hash took, so a storm of hashes keeps at most half of
+    /// each hashing core busy and chat is never starved of CPU.
+    async fn hashing<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
+        // The channel is never closed while `self` lives (it holds the sender).
+        let _ = self.permits.1.recv().await;
+        let started = std::time::Instant::now();
+        let result = rt::blocking(work).await;
+        let (permits, rest) = (self.permits.0.clone(), started.elapsed());
+        rt::spawn(async move {
+            rt::sleep(rest).await;
+            let _ = permits.try_send(());
+        });
+        result
+    }
+
+    /// Whether `password` is `name`'s. An unknown account costs the same hash as a known one.
+    pub async fn check(&self, name: &str, password: &str) -> bool {
+        let known_hash = sync::read(&self.hashes).get(&fold(name)).cloned();
+        let (stored, known) = match known_hash {
+            Some(stored) => (stored, true),
+            None => (self.dummy.clone(), false),
+        };
+        let password = password.to_owned();
+        let matched = self.hashing(move || verify(&password, &stored)).await;
+        known && matched
+    }
+
+    /// Creates `name`'s account with `password`, durably, before returning.
+    pub(crate) async fn create(&self, name: &str, password: &str) -> Result<(), SignupError> {
+        if self.exists(name) {
+            return Err(SignupError::Exists);
+        }
+        let password = password.to_owned();
+        let phc = self
+            .hashing(move || hash(&password))
+            .await
+            .map_err(SignupError::Io)?;
+        let text = {
+            let mut hashes = sync::write(&self.hashes);
+            if hashes.contains_key(&fold(name)) {
+                return Err(SignupError::Exists);
+            }
+            hashes.insert(fold(name), Arc::from(phc));
+            render(&hashes)
+        };
+        let (dir, file) = (self.dir.clone(), self.file.clone());
+        let written = rt::blocking(move || {
+            let _guard = sync::lock(&file);
+            persist(&dir, &text)
+        })
+        .await;
+        if let Err(e) = written {
+            sync::write(&self.hashes).remove(&fold(name));
+            return Err(SignupError::Io(e));
+        }
+        Ok(())
+    }
+}
+
+/// The key an account is kept under: names are unique without regard to case (the hub's rule,
+/// and IRC's), so `Alice` can neither sign up beside `alice` nor pass for her.
+pub(crate) fn fold(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// The file's text: one `name hash` line per account, sorted.
+fn render(hashes: &HashMap<String, Arc<str>>) -> String {
+    let mut names: Vec<&String> = hashes.keys().collect();
+    names.sort();
+    let mut text = String::new();
+    for name in names {
+        text.push_str(name);
+        text.push(' ');
+        text.push_str(&hashes[name]);
+        text.push('\n');
+    }
+    text
+}
+
+/// Writes `text` atomically: temp file, fsync, rename, fsync the directory.
+fn persist(dir: &Path, text: &str) -> io::Result<()> {
+    let tmp = dir.join(TMP_NAME);
+    let mut file = File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, dir.join(FILE_NAME))?;
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("chat-acct-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap();
+        path
+    }
+
+    #[test]
+    fn signup_check_and_reload() {
+        let dir = temp_dir("reload");
+        async_std::task::block_on(async {
+            let (accounts, warnings) = Accounts::load(&dir).unwrap();
+            assert!(warnings.is_empty() && accounts.is_empty());
+            accounts.create("alice", "correct horse").await.unwrap();
+            assert!(matches!(
+                accounts.create("alice", "another one").await,
+                Err(SignupError::Exists)
+            ));
+            assert!(accounts.check("alice", "correct horse").await);
+            assert!(!accounts.check("alice", "correct horsE").await);
+            assert!(!accounts.check("bob", "correct horse").await, "unknown");
+            let text = fs::read_to_string(dir.join(FILE_NAME)).unwrap();
+            assert!(text.starts_with("alice $argon2id$"), "{text}");
+            assert!(!text.contains("correct horse"), "never the password");
+            assert!(!dir.join(TMP_NAME).exists());
+            let (again, warnings) = Accounts::load(&dir).unwrap();
+            assert!(warnings.is_empty(), "{warnings:?}");
+            assert!(again.exists("alice"));
+            assert!(again.check("alice", "correct horse").await);
+        });
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn same_password_different_salt() {
+        let (a, b) = (
+            hash("same password").unwrap(),
+            hash("same password").unwrap(),
+        );
+        assert_ne!(a, b, "a random salt per hash");
+        assert!(a.starts_with("$argon2id$v=19$"));
+        assert!(verify("same password", &a) && verify("same password", &b));
+    }
+
+    #[test]
+    fn bad_lines_are_warnings() {
+        let dir = temp_dir("bad");
+        let good = hash("password1").unwrap();
+        let text = format!("alice {good}\n\nbob\ncarol notahash\nalice {good}\nb@d {good}\n");
+        fs::write(dir.join(FILE_NAME), text).unwrap();
+        let (accounts, warnings) = Accounts::load(&dir).unwrap();
+        assert_eq!(accounts.len(), 1);
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,256 @@
+//! The trust scenarios: TLS handshakes per second, and AUTH throughput with the chat
+//! latency other users see during an AUTH storm.
+//!
+//! * `handshakes -m M -c C`: C workers open M connections in all (TLS with `--tls`), each
+//!   answered (`PING` → `PONG`) and closed: connections per second and server CPU each.
+//! * `auth -c C -t T --duration D`: T accounts are made (SIGNUP), then a probe pair chats
+//!   (one `MSG` every 5 ms) for D seconds quietly and D seconds while C workers AUTH as fast
+//!   as the server answers, each on a fresh connection (on a kept one the server would not
+//!   hash again). Reports AUTHs per second and the probe's p50/p99 latency in both phases.
+//!   The server needs TLS (and `--tls` here) or `--no-tls`, and `--flood-rate 0`.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use protocol::frame::{put_message, put_str};
+
+use crate::conn::{handshake, Conn, Tokens};
+use crate::report::{emit, latency, proc_sample, J};
+use crate::{inc, parse_payload, secs, Args};
+
+/// The password of every benchmark account.
+const PASSWORD: &str = "bench password";
+/// Pause between two probe messages.
+const PROBE_EVERY: Duration = Duration::from_millis(5);
+
+/// `handshakes`: connections opened, greeted and closed per second.
+pub async fn handshakes(a: &Args) -> bool {
+    let tokens = Tokens::new(a.composers, a);
+    let (done, failed) = (Cell::new(0u64), Cell::new(0u64));
+    let next = Cell::new(0u64);
+    let before = proc_sample(a.server_pid);
+    let start = Instant::now();
+    let worker = || async {
+        while next.get() < a.messages {
+            inc(&next);
+            match handshake(a, &tokens, "PING").await {
+                Ok((_, pong)) if pong == "PONG" => inc(&done),
+                _ => inc(&failed),
+            }
+        }
+    };
+    join_all((0..a.composers.max(1)).map(|_| worker())).await;
+    let wall = start.elapsed().as_secs_f64();
+    let after = proc_sample(a.server_pid);
+    let cpu = match (before, after) {
+        (Some(b), Some(e)) => J::Num((e.cpu_s - b.cpu_s) * 1e6 / done.get().max(1) as f64),
+        _ => J::Str("not measured".into()),
+    };
+    let title = format!(
+        "handshakes m={} c={} on {} ({}): {}",
+        a.messages,
+        a.composers,
+        a.addr,
+        if a.tls { "TLS" } else { "plain" },
+        if failed.get() == 0 {
+            "complete"
+        } else {
+            "failures"
+        }
+    );
+    emit(
+        a,
+        title,
+        vec![
+            ("connections", J::Int(done.get())),
+            ("failed", J::Int(failed.get())),
+            ("per_s", J::Num(done.get() as f64 / wall.max(1e-9))),
+            ("server_cpu_us_each", cpu),
+        ],
+    );
+    failed.get() == 0
+}
+
+/// Where the probe is: 0 warming up, 1 quiet phase, 2 storm, 3 over.
+type Stage = std::sync::Arc<AtomicU8>;
+
+/// The probe pair: `tx` sends one marked `MSG` to `rx_name` every [`PROBE_EVERY`] and `rx`
+/// times each arrival, until the stage reaches 3. It runs on a thread of its own, so the
+/// storm's work in this generator (TLS handshakes above all) never delays its clock: what
+/// it measures is the server. Returns the quiet and storm latencies (ns) and whether
+/// every send went out.
+fn probe(mut rx: Conn, tx: Conn, rx_name: String, stage: Stage, wait: Duration) -> ProbeResult {
+    async_std::task::block_on(async move {
+        let epoch = Instant::now();
+        let (mut quiet, mut storm) = (Vec::new(), Vec::new());
+        let mut ok = true;
+        let sender = async {
+            let mut q = 0u64;
+            let mut out = Vec::new();
+            while stage.load(Ordering::Relaxed) < 3 {
+                out.clear();
+                let t = epoch.elapsed().as_nanos() as u64;
+                put_message(
+                    tx.framing,
+                    &mut out,
+                    format_args!("MSG {rx_name} @@t={t} s=0 q={q}"),
+                );
+                if tx.send(&out, wait).await.is_err() {
+                    ok = false;
+                    break;
+                }
+                q += 1;
+                async_std::task::sleep(PROBE_EVERY).await;
+            }
+        };
+        let receiver = async {
+            while stage.load(Ordering::Relaxed) < 3 {
+                if rx.fill(Duration::from_millis(50)).await.is_err() {
+                    break;
+                }
+                let now = epoch.elapsed().as_nanos() as u64;
+                while let Ok(Some(m)) = rx.message() {
+                    if m == b"* PING" {
+                        let mut pong = Vec::new();
+                        put_str(rx.framing, &mut pong, "PONG");
+                        let _ = rx.send(&pong, wait).await;
+                        break;
+                    }
+                    let Some((_, t, _, _)) = parse_payload(m) else {
+                        continue;
+                    };
+                    match stage.load(Ordering::Relaxed) {
+                        1 => quiet.push(now.saturating_sub(t)),
+                        2 => storm.push(now.saturating_sub(t)),
+                        _ => {}
+                    }
+                }
+            }
+        };
+        futures::join!(sender, receiver);
+        (quiet, storm, ok)
+    })
+}
+
+/// What the probe thread measured: quiet and storm latencies (ns), and whether it sent all.
+type ProbeResult = (Vec<u64>, Vec<u64>, bool);
+
+/// `auth`: AUTH throughput, and chat latency for others during an AUTH storm.
+pub async fn auth(a: &Args) -> bool {
+    let tokens = Tokens::new(a.connect_concurrency, a);
+    let wait = secs(a.setup_timeout);
+    let accounts = a.targets.max(1);
+    let name = |i: usize| format!("{}a{i}", a.prefix);
+    for i in 0..accounts {
+        let command = format!("SIGNUP {} {PASSWORD}", name(i));
+        match handshake(a, &tokens, &command).await {
+            Ok((_, reply))
+                if reply.starts_with("HELLO ") || reply.starts_with("Account Exists") => {}
+            Ok((_, reply)) => {
+                eprintln!("SIGNUP refused: {reply}");
+                return false;
+            }
+            Err(e) => {
+                eprintln!("SIGNUP failed: {e}");
+                return false;
+            }
+        }
+    }
+    let (rx_name, tx_name) = (format!("{}pr", a.prefix), format!("{}ps", a.prefix));
+    let (rx, _) = match handshake(a, &tokens, &format!("JOIN {rx_name}")).await {
+        Ok(joined) => joined,
+        Err(e) => {
+            eprintln!("probe: {e}");
+            return false;
+        }
+    };
+    let (tx, _) = match handshake(a, &tokens, &format!("JOIN {tx_name}")).await {
+        Ok(joined) => joined,
+        Err(e) => {
+            eprintln!("probe: {e}");
+            return false;
+        }
+    };
+    let stage: Stage = Stage::default();
+    let prober = {
+        let stage = stage.clone();
+        std::thread::spawn(move || probe(rx, tx, rx_name, stage, wait))
+    };
+    let phase = secs(a.duration);
+    let (auths, refused) = (Cell::new(0u64), Cell::new(0u64));
+    let storm_cpu = Cell::new((None, None));
+    let storm = async {
+        async_std::task::sleep(Duration::from_millis(500)).await;
+        stage.store(1, Ordering::Relaxed);
+        async_std::task::sleep(phase).await;
+        storm_cpu.set((proc_sample(a.server_pid), None));
+        stage.store(2, Ordering::Relaxed);
+        let started = Instant::now();
+        let worker = |w: usize| {
+            let (auths, refused, stage, tokens) = (&auths, &refused, &stage, &tokens);
+            let command = format!("AUTH {} {PASSWORD}", name(w % accounts));
+            async move {
+                while stage.load(Ordering::Relaxed) == 2 {
+                    match handshake(a, tokens, &command).await {
+                        Ok((_, reply)) if reply.starts_with("HELLO ") => inc(auths),
+                        _ => inc(refused),
+                    }
+                }
+            }
+        };
+        let stop = async {
+            async_std::task::sleep(phase).await;
+            storm_cpu.set((storm_cpu.get().0, proc_sample(a.server_pid)));
+            stage.store(3, Ordering::Relaxed);
+        };
+        futures::join!(join_all((0..a.composers.max(1)).map(worker)), stop);
+        started.elapsed().as_secs_f64()
+    };
+    let storm_s = storm.await;
+    let (mut quiet_ns, mut storm_ns, ok) = match prober.join() {
+        Ok(measured) => measured,
+        Err(_) => {
+            eprintln!("probe: its thread panicked");
+            return false;
+        }
+    };
+    let (quiet, loud) = (latency(&mut quiet_ns), latency(&mut storm_ns));
+    let p99 = |v: &mut Vec<u64>| {
+        v.sort_unstable();
+        v.get((v.len() * 99 / 100).min(v.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    let ratio = p99(&mut storm_ns) as f64 / p99(&mut quiet_ns).max(1) as f64;
+    let cpu = match storm_cpu.get() {
+        (Some(b), Some(e)) => J::Num(e.cpu_s - b.cpu_s),
+        _ => J::Str("not measured".into()),
+    };
+    let title = format!(
+        "auth c={} accounts={} {}s on {} ({})",
+        a.composers,
+        accounts,
+        a.duration,
+        a.addr,
+        if a.tls { "TLS" } else { "plain" }
+    );
+    emit(
+        a,
+        title,
+        vec![
+            ("auths", J::Int(auths.get())),
+            ("auths_refused", J::Int(refused.get())),
+            (
+                "auths_per_s",
+                J::Num(auths.get() as f64 / storm_s.max(1e-9)),
+            ),
+            ("storm_server_cpu_s", cpu),
+            ("probe_quiet_latency_us", quiet),
+            ("probe_storm_latency_us", loud),
+            ("p99_storm_over_quiet", J::Num(ratio)),
+        ],
+    );
+    ok && refused.get() == 0
+}
