@@ -522,9 +522,15 @@ fn bad_input_is_answered_and_the_connection_goes_on() {
     for _ in 0..20 {
         alice.recv();
     }
-    // A line past the reader's limit closes the connection, with the others unharmed.
+    // A line past the reader's limit closes the connection, saying why in IRC's words, with
+    // the others unharmed.
     c.send(&"y".repeat(20 * 1024));
-    c.expect_closed();
+    let last = c.expect_closed();
+    assert!(
+        last.iter()
+            .any(|l| l.starts_with("ERROR :Closing link: line is over the 16384-byte limit")),
+        "{last:?}"
+    );
     alice.expect("* bob left");
     s.assert_chats();
 }
@@ -549,7 +555,8 @@ fn nick_floods_are_held_by_flood_control() {
         flood.push_str(&format!("NICK n{i}\r\n"));
     }
     let _ = c.try_send_raw(flood.as_bytes());
-    c.expect_closed();
+    let last = c.expect_closed();
+    assert_eq!(last, ["ERROR :Closing link: flooding"]);
     alice.expect_nothing_pending();
     // Within the rate, NICK just works.
     let mut d = s.irc();

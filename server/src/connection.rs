@@ -17,7 +17,7 @@ use protocol::{Framing, MailCommand, Name, Reply};
 use crate::config::Config;
 use crate::flood::{TokenBucket, Verdict};
 use crate::hub::{Conn, Hub, Liveness};
-use crate::outbox::{Outbox, Settings};
+use crate::outbox::{LastWords, Outbox, Settings};
 use crate::reader::{Next, Reader};
 use crate::reason::Disconnect;
 use crate::rt::{self, TcpStream};
@@ -114,7 +114,11 @@ pub fn serve(
             Settings {
                 cap: config.send_queue,
                 framing,
-                last_words: door == Door::Chat,
+                last_words: match door {
+                    Door::Chat => LastWords::Chat,
+                    Door::Irc => LastWords::Irc,
+                    Door::Mailbox => LastWords::Nothing,
+                },
                 stall: config.idle_timeout,
                 label: label.clone(),
             },

@@ -135,8 +135,8 @@ pub struct Outbox {
     stream: Transport,
     /// The framing the peer speaks, for the eviction notice.
     framing: Framing,
-    /// Whether an evicted peer is told why (the strict mailbox door says nothing of its own).
-    last_words: bool,
+    /// How an evicted peer is told why (the strict mailbox door says nothing of its own).
+    last_words: LastWords,
     /// How long a write may make no progress before the peer counts as gone.
     stall: Duration,
     /// `#id fd=N peer=ADDR`, for logs.
@@ -154,6 +154,17 @@ pub enum PushError {
     Closed,
 }
 
+/// How an evicted connection is told why, in its own dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastWords {
+    /// Nothing (the strict mailbox door).
+    Nothing,
+    /// `* ERROR <reason>` (the chat port).
+    Chat,
+    /// `ERROR :Closing link: <reason>` (the IRC door).
+    Irc,
+}
+
 /// Settings shared by a connection's outbox.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -161,8 +172,8 @@ pub struct Settings {
     pub cap: usize,
     /// The peer's framing.
     pub framing: Framing,
-    /// Whether eviction notices are sent.
-    pub last_words: bool,
+    /// How eviction notices are sent.
+    pub last_words: LastWords,
     /// Write stall that counts as a dead peer.
     pub stall: Duration,
     /// Log label.
@@ -349,9 +360,16 @@ impl Outbox {
         st.buf = Vec::new();
         st.sent = 0;
         self.recharge(&mut st);
-        if clean && self.last_words {
+        if clean && self.last_words != LastWords::Nothing {
             let mut notice = Vec::new();
-            Reply::Error(&reason.to_string()).render(self.framing, &mut notice);
+            let reason = reason.to_string();
+            match self.last_words {
+                LastWords::Irc => {
+                    let text = format!("Closing link: {reason}");
+                    protocol::irc::put_line(&mut notice, None, "", "ERROR", &[], Some(&text));
+                }
+                _ => Reply::Error(&reason).render(self.framing, &mut notice),
+            }
             let _ = self.stream.try_write(&notice);
         }
         st.reason = Some(reason);
@@ -545,7 +563,7 @@ mod tests {
         Settings {
             cap,
             framing: Framing::Line,
-            last_words: true,
+            last_words: LastWords::Chat,
             stall: Duration::from_secs(5),
             label: Arc::from("test"),
         }

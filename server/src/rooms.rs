@@ -614,7 +614,7 @@ mod tests {
             Settings {
                 cap: 1 << 20,
                 framing: Framing::Line,
-                last_words: false,
+                last_words: crate::outbox::LastWords::Nothing,
                 stall: std::time::Duration::from_secs(60),
                 label: label.clone(),
             },
