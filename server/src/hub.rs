@@ -1,5 +1,5 @@
-//! The shared state every connection works on: who is connected under which name, and the
-//! fan-out of messages to them.
+//! The shared state every connection works on: who is connected under which name, direct
+//! delivery to one of them, and the rooms (whose fan-out lives in [`crate::rooms`]).
 //!
 //! There is no central hub task: connection tasks read the name map directly (a read lock
 //! held only while pushing pre-encoded bytes into bounded outboxes, which never blocks), so
@@ -113,39 +113,6 @@ pub enum Joined {
     Taken,
     /// `max_users` names are taken.
     Full,
-}
-
-/// A message encoded lazily, at most once per framing, for fan-out.
-struct Encoded<'r> {
-    /// What to send.
-    reply: &'r Reply<'r>,
-    /// Length-prefixed bytes, once needed.
-    framed: Option<Vec<u8>>,
-    /// Line bytes, once needed.
-    line: Option<Vec<u8>>,
-}
-
-impl<'r> Encoded<'r> {
-    fn new(reply: &'r Reply<'r>) -> Self {
-        Encoded {
-            reply,
-            framed: None,
-            line: None,
-        }
-    }
-
-    fn bytes(&mut self, framing: Framing) -> &[u8] {
-        let slot = match framing {
-            Framing::Framed => &mut self.framed,
-            Framing::Line => &mut self.line,
-        };
-        let reply = self.reply;
-        slot.get_or_insert_with(|| {
-            let mut out = Vec::new();
-            reply.render(framing, &mut out);
-            out
-        })
-    }
 }
 
 /// Names, connections and the limits on them.
@@ -383,19 +350,6 @@ impl Hub {
             }
             None => false,
         }
-    }
-
-    /// Sends `reply` to every named connection except `except`, encoding it at most once per
-    /// framing and sharing the bytes.
-    pub fn broadcast(&self, except: u64, reply: &Reply<'_>) {
-        let mut encoded = Encoded::new(reply);
-        let users = sync::read(&self.users);
-        for (_, conn) in users.values() {
-            if conn.id != except && conn.irc.is_none() {
-                let _ = conn.outbox.push(encoded.bytes(conn.framing));
-            }
-        }
-        self.fanned.fetch_add(users.len() as u64, Ordering::Relaxed);
     }
 
     /// Deliveries queued by broadcasts since the server started.
