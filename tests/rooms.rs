@@ -107,6 +107,9 @@ fn history_replays_to_a_joiner(f: Framing) {
         a.send(&format!("SAY #dev {text}"));
     }
     a.send("BCST lobby line");
+    // Once ann's PONG is back, everything she said is in the history.
+    a.send("PING");
+    a.expect("PONG");
     let mut b = s.client(f);
     b.join("bob");
     b.expect("HISTORY #lobby 1");
@@ -132,6 +135,8 @@ fn history_replays_to_a_joiner(f: Framing) {
     let mut a = s0.client(f);
     a.join("ann");
     a.send("BCST unkept");
+    a.send("PING");
+    a.expect("PONG");
     let mut b = s0.client(f);
     b.join("bob");
     b.expect_nothing_pending();
