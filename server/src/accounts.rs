@@ -16,9 +16,10 @@
 //! # Hashing
 //!
 //! Argon2id is slow on purpose (tens of milliseconds and 19 MiB per hash), so hashes run on
-//! blocking threads, at most [`hashes_at_once`] at a time, each followed by a rest as long
-//! as itself: a storm of AUTH attempts waits in line for a permit, never takes the executor
-//! thread from chat, and leaves the machine's cores half free. A check against an
+//! [`hashes_at_once`] hashing threads of their own, at the lowest CPU priority the system has
+//! (`SCHED_IDLE` on Linux): a storm of AUTH attempts waits in line for one, never takes the
+//! executor thread from chat, and never makes the executor wait out a hash's scheduler slice
+//! when a message arrives (a hash at normal priority held it for up to about 3 ms). A check against an
 //! unknown account still hashes (against a dummy hash), so the answer's timing does not tell
 //! whether the account exists; the comparison itself is constant-time (`password-hash`).
 
@@ -43,13 +44,58 @@ use crate::sync;
 const FILE_NAME: &str = "accounts.txt";
 /// Name of the temporary file a change is written to before the rename.
 const TMP_NAME: &str = "accounts.txt.tmp";
-/// Most Argon2 hashes computed at once (each takes a blocking thread and 19 MiB): one core
+/// Most Argon2 hashes computed at once (each takes a hashing thread and 19 MiB): one core
 /// fewer than the machine has (at least one, at most four), so chat keeps a core of its own
 /// while an AUTH storm hashes.
 pub fn hashes_at_once() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get().saturating_sub(1))
         .clamp(1, 4)
+}
+
+/// One hash to compute, on a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Starts `n` hashing threads at the lowest CPU priority the system has (`SCHED_IDLE` on
+/// Linux, the idle priority elsewhere): they take only CPU time nothing else wants, so the
+/// executor never waits out a hash's scheduler slice when a message arrives during an AUTH
+/// storm. They end when the returned sender is dropped.
+fn start_hashers(n: usize) -> io::Result<async_channel::Sender<Job>> {
+    let (jobs, queue) = async_channel::bounded::<Job>(n);
+    for i in 0..n {
+        let queue = queue.clone();
+        std::thread::Builder::new()
+            .name(format!("hasher-{i}"))
+            .spawn(move || {
+                lowest_priority();
+                while let Ok(job) = queue.recv_blocking() {
+                    job();
+                }
+            })?;
+    }
+    Ok(jobs)
+}
+
+/// Puts the calling thread at the lowest CPU priority; a refusal is logged, not fatal.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    let set = {
+        use thread_priority::unix::{
+            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+            ThreadSchedulePolicy,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        set_thread_priority_and_policy(
+            thread_native_id(),
+            thread_priority::ThreadPriority::Min,
+            idle,
+        )
+    };
+    #[cfg(not(target_os = "linux"))]
+    let set = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
+    if let Err(e) = set {
+        log::warn!("hashing thread keeps its CPU priority: {e:?}");
+    }
 }
 
 /// Why an account could not be created.
@@ -69,8 +115,8 @@ pub struct Accounts {
     hashes: RwLock<HashMap<String, Arc<str>>>,
     /// Serialises file rewrites (held on a blocking thread).
     file: Arc<Mutex<()>>,
-    /// Permits for concurrent hashes: a permit is taken by receiving, returned by sending.
-    permits: (async_channel::Sender<()>, async_channel::Receiver<()>),
+    /// The hashing threads' queue (as long as there are threads, no deeper).
+    hashers: async_channel::Sender<Job>,
     /// A hash of a random password, checked against when the account is unknown.
     dummy: Arc<str>,
 }
@@ -145,11 +191,7 @@ impl Accounts {
                 }
             }
         }
-        let at_once = hashes_at_once();
-        let permits = async_channel::bounded(at_once);
-        for _ in 0..at_once {
-            let _ = permits.0.try_send(());
-        }
+        let hashers = start_hashers(hashes_at_once())?;
         // The dummy's own password is random and forgotten: nothing ever matches it.
         let mut secret = [0u8; 16];
         SystemRandom::new()
@@ -160,7 +202,7 @@ impl Accounts {
             dir: dir.to_path_buf(),
             hashes: RwLock::new(hashes),
             file: Arc::new(Mutex::new(())),
-            permits,
+            hashers,
             dummy: Arc::from(dummy),
         };
         Ok((accounts, warnings))
@@ -182,20 +224,19 @@ impl Accounts {
         sync::read(&self.hashes).contains_key(&fold(name))
     }
 
-    /// Runs `work` on a blocking thread once a hashing permit is free. The permit comes back
-    /// only after a rest as long as the hash took, so a storm of hashes keeps at most half of
-    /// each hashing core busy and chat is never starved of CPU.
-    async fn hashing<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
-        // The channel is never closed while `self` lives (it holds the sender).
-        let _ = self.permits.1.recv().await;
-        let started = std::time::Instant::now();
-        let result = rt::blocking(work).await;
-        let (permits, rest) = (self.permits.0.clone(), started.elapsed());
-        rt::spawn(async move {
-            rt::sleep(rest).await;
-            let _ = permits.try_send(());
+    /// Runs `work` on a hashing thread (waiting for one to be free), off the executor and
+    /// below everything else's CPU priority.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> io::Result<T> {
+        let (done, result) = futures::channel::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(work());
         });
-        result
+        let gone = || io::Error::other("the hashing threads are gone");
+        self.hashers.send(job).await.map_err(|_| gone())?;
+        result.await.map_err(|_| gone())
     }
 
     /// Whether `password` is `name`'s. An unknown account costs the same hash as a known one.
@@ -206,7 +247,10 @@ impl Accounts {
             None => (self.dummy.clone(), false),
         };
         let password = password.to_owned();
-        let matched = self.hashing(move || verify(&password, &stored)).await;
+        let matched = self
+            .hashing(move || verify(&password, &stored))
+            .await
+            .unwrap_or(false);
         known && matched
     }
 
@@ -219,6 +263,7 @@ impl Accounts {
         let phc = self
             .hashing(move || hash(&password))
             .await
+            .and_then(|hashed| hashed)
             .map_err(SignupError::Io)?;
         let text = {
             let mut hashes = sync::write(&self.hashes);
