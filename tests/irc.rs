@@ -705,4 +705,34 @@ fn account_nicks_need_sasl_and_sasl_needs_the_password() {
         c.send(&format!("AUTHENTICATE {attempt}"));
         c.expect(":chat-server 904 * :SASL authentication failed");
     }
+
+    // An exchange can be aborted, and one that never ends is cut off at its limit.
+    let mut c = irc_tls(&s);
+    c.send("CAP REQ :sasl");
+    c.expect(":chat-server CAP * ACK :sasl");
+    c.send("AUTHENTICATE PLAIN");
+    c.expect("AUTHENTICATE +");
+    c.send("AUTHENTICATE *");
+    c.expect(":chat-server 906 * :SASL authentication aborted");
+    c.send("AUTHENTICATE PLAIN");
+    c.expect("AUTHENTICATE +");
+    let chunk = "A".repeat(400);
+    for _ in 0..2 {
+        c.send(&format!("AUTHENTICATE {chunk}"));
+    }
+    c.send(&format!("AUTHENTICATE {chunk}"));
+    c.expect(":chat-server 905 * :SASL message too long");
+    c.send("AUTHENTICATE SCRAM-SHA-256");
+    c.expect(":chat-server 908 * PLAIN :are available SASL mechanisms");
+    c.expect(":chat-server 904 * :SASL authentication failed");
+
+    // Neither the password nor its base64 ever reaches the log.
+    let logs = s.logs().join("\n");
+    for secret in [
+        "correct horse battery",
+        "AGFsaWNlAGNvcnJlY3QgaG9yc2UgYmF0dGVyeQ",
+        "wrong password!",
+    ] {
+        assert!(!logs.contains(secret), "{secret:?} is in the server's log");
+    }
 }

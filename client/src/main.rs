@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     if args.tls {
         let trust = match (args.ca, args.fingerprint) {
             (Some(ca), _) => Trust::Ca(ca),
-            (None, Some(typed)) => match tls::parse_fingerprint(&typed) {
+            (None, Some(typed)) => match protocol::fingerprint::parse(&typed) {
                 Some(fp) => Trust::Fingerprint(fp),
                 None => {
                     chat_client::ui::err_line(&format!(

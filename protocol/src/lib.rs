@@ -17,6 +17,7 @@
 //!   rendered (the IRC door's dialect).
 
 pub mod command;
+pub mod fingerprint;
 pub mod frame;
 pub mod incoming;
 pub mod irc;

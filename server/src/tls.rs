@@ -13,7 +13,6 @@
 //!
 //! rustls runs with the `ring` provider: no OpenSSL, and it cross-builds for Windows.
 
-use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -78,15 +77,7 @@ pub fn starts_tls(first: u8) -> bool {
 /// A certificate's SHA-256 fingerprint: 32 upper-case hex pairs joined by colons (as
 /// `openssl x509 -fingerprint -sha256` prints it).
 pub fn fingerprint(der: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    let mut out = String::with_capacity(95);
-    for (i, byte) in digest.as_ref().iter().enumerate() {
-        if i > 0 {
-            out.push(':');
-        }
-        let _ = write!(out, "{byte:02X}");
-    }
-    out
+    protocol::fingerprint::format(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
 }
 
 /// An I/O error for a bad certificate or key file.

@@ -9,13 +9,7 @@ use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureSch
 
 /// SHA-256 of `der` as the server logs it: upper-case hex pairs joined by colons.
 pub fn fingerprint(der: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    digest
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    protocol::fingerprint::format(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
 }
 
 /// Accepts the one certificate whose fingerprint is pinned (signatures still checked).
