@@ -45,6 +45,9 @@ pub struct Config {
     pub history_budget: usize,
     /// Most rooms one connection may be in (the lobby included).
     pub rooms_per_user: usize,
+    /// The Redis this server shares with the other nodes of its cluster (`redis://HOST:PORT`);
+    /// `None`: a single server on its own data directory.
+    pub cluster: Option<String>,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             history: 50,
             history_budget: 32 << 20,
             rooms_per_user: 20,
+            cluster: None,
         }
     }
 }

@@ -16,6 +16,7 @@ use log::info;
 use protocol::irc::put_line;
 use protocol::{Folded, Framing, Name, Reply};
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::event::{Event, IrcCaps, Wire};
 use crate::outbox::{Flusher, Outbox, PushError};
@@ -146,11 +147,13 @@ pub struct Hub {
     fanned: AtomicU64,
     /// Zero point of the liveness clock.
     epoch: Instant,
+    /// The cluster this server is a node of (`--cluster`), if any.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl Hub {
     /// An empty hub.
-    pub fn new(config: Config, shutdown: Shutdown) -> Hub {
+    pub fn new(config: Config, shutdown: Shutdown, cluster: Option<Arc<Cluster>>) -> Hub {
         Hub {
             pacer: Pacer::new(config.read_coalesce),
             rooms: Rooms::new(config.history, config.history_budget, config.rooms_per_user),
@@ -164,6 +167,7 @@ impl Hub {
             next_id: AtomicU64::new(1),
             fanned: AtomicU64::new(0),
             epoch: Instant::now(),
+            cluster,
         }
     }
 

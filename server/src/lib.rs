@@ -16,11 +16,13 @@
 //! * [`accounts`]: names protected by an Argon2id password; [`throttle`]: slows guessing.
 //! * [`store`]: the durable mailbox log (group commit); [`registry`]: `registry.txt`.
 //! * [`pacer`]: read coalescing for connections that stream.
+//! * [`cluster`]: several servers as one service, on Redis (`--cluster`).
 //! * [`flood`], [`shutdown`], [`config`], and [`rt`] (the only runtime-specific calls).
 //!
 //! The wire format (frames, commands, replies) lives in the `protocol` crate.
 
 pub(crate) mod accounts;
+pub(crate) mod cluster;
 mod config;
 pub(crate) mod connection;
 pub(crate) mod door;

@@ -92,6 +92,10 @@ struct Args {
     /// TLS private key (PEM), with --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Join a cluster: every server given the same Redis (`redis://HOST:PORT`) serves one
+    /// chat service (names, rooms, direct messages, mailboxes, machines and accounts).
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
     /// Log level: off, error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     log_level: LevelFilter,
@@ -155,6 +159,7 @@ fn main() -> ExitCode {
         notice_limit: args.notice_limit,
         read_coalesce: Duration::from_millis(args.read_coalesce),
         history: args.history,
+        cluster: args.cluster,
         ..Config::default()
     };
     let shutdown = Shutdown::new();

@@ -12,6 +12,7 @@ use async_std::io::WriteExt;
 use futures::future::{select, Either};
 use log::{error, info, warn};
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::connection::{serve, Door};
 use crate::hub::Hub;
@@ -44,13 +45,31 @@ pub async fn run_doors(
     config: Config,
     shutdown: Shutdown,
 ) -> io::Result<()> {
-    let services = Arc::new(Services::open(&config.data_dir, config.mailbox_cap)?);
+    let cluster = match &config.cluster {
+        Some(url) => Some(Cluster::start(url)?),
+        None => None,
+    };
+    let services = Arc::new(Services::open(
+        &config.data_dir,
+        config.mailbox_cap,
+        cluster.clone(),
+    )?);
     // Only now, with the data open, is the server ready: say where it listens.
     info!("chat port listening on {}", chat.local_addr()?);
     if let Some(mailbox) = &mailbox {
         info!("mailbox port listening on {}", mailbox.local_addr()?);
     }
-    let hub = Arc::new(Hub::new(config, shutdown.clone()));
+    let hub = Arc::new(Hub::new(config, shutdown.clone(), cluster.clone()));
+    if let Some(cluster) = &cluster {
+        let on_up = {
+            let cluster = cluster.clone();
+            move || {
+                let cluster = cluster.clone();
+                rt::spawn(async move { cluster.check_durability().await });
+            }
+        };
+        rt::spawn(cluster.link.clone().run(on_up));
+    }
     rt::spawn(hub.flusher.clone().run());
     rt::spawn(hub.pacer.clone().run());
     rt::spawn(sweep_loop(hub.clone()));

@@ -18,6 +18,7 @@ use log::{error, info, warn};
 use protocol::{Name, Reply, Sender, Text};
 
 use crate::accounts::Accounts;
+use crate::cluster::Cluster;
 use crate::hub::Conn;
 use crate::registry::{Owner, Registry};
 use crate::rt;
@@ -39,6 +40,8 @@ pub struct Services {
     pub guesses_by_name: Throttle<String>,
     /// Failed AUTHs per peer address.
     pub guesses_by_addr: Throttle<IpAddr>,
+    /// The cluster whose Redis holds mailboxes, machines and accounts (`--cluster`), if any.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl Services {
@@ -73,7 +76,11 @@ impl Services {
     }
 
     /// Opens the mailbox store and loads the registry under `data_dir`.
-    pub fn open(data_dir: &Path, mailbox_cap: usize) -> io::Result<Services> {
+    pub fn open(
+        data_dir: &Path,
+        mailbox_cap: usize,
+        cluster: Option<Arc<Cluster>>,
+    ) -> io::Result<Services> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -108,6 +115,7 @@ impl Services {
             accounts,
             guesses_by_name: Throttle::new(Policy::ACCOUNT),
             guesses_by_addr: Throttle::new(Policy::ADDRESS),
+            cluster,
         })
     }
 
