@@ -158,7 +158,7 @@ async fn probes(a: &Args, c: &Counts, tokens: &Tokens) {
 /// Reads the server's memory until the attack is over.
 async fn sampler(a: &Args, c: &Counts) {
     while !c.over.get() {
-        if let Some(s) = proc_sample(a.server_pid) {
+        if let Some(s) = proc_sample(a.server_pid()) {
             c.rss_max_kb.set(c.rss_max_kb.get().max(s.rss_kb));
         }
         task::sleep(SAMPLE).await;
@@ -169,14 +169,14 @@ async fn sampler(a: &Args, c: &Counts) {
 pub async fn amplify(a: &Args) -> bool {
     let c = Counts::default();
     let tokens = Tokens::new(a.connect_concurrency, a);
-    let addr: SocketAddr = match async_std::net::ToSocketAddrs::to_socket_addrs(a.addr.as_str())
+    let addr: SocketAddr = match async_std::net::ToSocketAddrs::to_socket_addrs(a.addr_of(0))
         .await
         .ok()
         .and_then(|mut addrs| addrs.next())
     {
         Some(addr) => addr,
         None => {
-            eprintln!("chat-bench: cannot resolve {}", a.addr);
+            eprintln!("chat-bench: cannot resolve {}", a.addr_of(0));
             return false;
         }
     };
@@ -191,7 +191,7 @@ pub async fn amplify(a: &Args) -> bool {
     }
     let setup_s = t0.elapsed().as_secs_f64();
     task::sleep(Duration::from_millis(a.settle_ms)).await;
-    let before = proc_sample(a.server_pid).unwrap_or_default();
+    let before = proc_sample(a.server_pid()).unwrap_or_default();
     c.rss_max_kb.set(before.rss_kb);
     c.sending.set(a.senders as u64);
     let start = Instant::now();
@@ -206,7 +206,7 @@ pub async fn amplify(a: &Args) -> bool {
     };
     futures::join!(attack, end, probes(a, &c, &tokens), sampler(a, &c));
     let wall_s = start.elapsed().as_secs_f64();
-    let after = proc_sample(a.server_pid).unwrap_or_default();
+    let after = proc_sample(a.server_pid()).unwrap_or_default();
     drop(keep);
     let title = format!(
         "amplify n={} s={} m={} size={} on {} ({})",

@@ -135,13 +135,23 @@ impl Tokens {
     }
 }
 
-/// Connects, sends `command` (JOIN or LOGIN) and returns the connection and the reply; at
-/// most `--connect-concurrency` of these run at once.
+/// Connects to the first server, sends `command` (JOIN or LOGIN) and returns the connection
+/// and the reply; at most `--connect-concurrency` of these run at once.
 pub async fn handshake(a: &Args, tokens: &Tokens, command: &str) -> io::Result<(Conn, String)> {
+    handshake_at(a, tokens, a.addr_of(0), command).await
+}
+
+/// [`handshake`] with the server at `addr` (one of `--addr`'s).
+pub async fn handshake_at(
+    a: &Args,
+    tokens: &Tokens,
+    addr: &str,
+    command: &str,
+) -> io::Result<(Conn, String)> {
     let _ = tokens.1.recv().await;
     let wait = secs(a.setup_timeout);
     let result = async {
-        let tcp = io::timeout(wait, TcpStream::connect(a.addr.as_str())).await?;
+        let tcp = io::timeout(wait, TcpStream::connect(addr)).await?;
         tcp.set_nodelay(true)?;
         let stream = io::timeout(wait, Stream::open(tcp, tokens.2.as_ref())).await?;
         let mut conn = Conn::new(stream, a.framing());

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use protocol::frame::{put_message, put_str};
 
-use crate::conn::{handshake, Conn, Tokens};
+use crate::conn::{handshake_at, Conn, Tokens};
 use crate::phase::{supervise, Phase};
 use crate::report::{emit, latency, phase_report, J};
 use crate::{disk, inc, parse_payload, secs, Args, Scenario};
@@ -68,9 +68,11 @@ impl<'a> Mail<'a> {
         }
     }
 
-    /// LOGIN as `name`: the connection and the stored-message count it reports.
-    async fn login(&self, p: &Phase, tokens: &Tokens, name: &str) -> Option<(Conn, u64)> {
-        let reply = handshake(self.a, tokens, &format!("LOGIN {name}")).await;
+    /// LOGIN as `name`, the `i`-th of its kind (so the `i mod nodes`-th server): the
+    /// connection and the stored-message count it reports.
+    async fn login(&self, p: &Phase, tokens: &Tokens, i: usize, name: &str) -> Option<(Conn, u64)> {
+        let command = format!("LOGIN {name}");
+        let reply = handshake_at(self.a, tokens, self.a.addr_of(i), &command).await;
         match reply.map(|(conn, count)| (conn, count.parse::<u64>().map_err(|_| count))) {
             Ok((conn, Ok(n))) => {
                 inc(&p.ready);
@@ -86,7 +88,8 @@ impl<'a> Mail<'a> {
     /// Composer `i`: M messages, one outstanding, message q to target q mod T.
     async fn compose(&self, p: &Phase, tokens: &Tokens, i: usize) {
         let (a, c) = (self.a, &self.counts);
-        let Some((mut conn, _)) = self.login(p, tokens, &format!("{}c{i}", a.prefix)).await else {
+        let Some((mut conn, _)) = self.login(p, tokens, i, &format!("{}c{i}", a.prefix)).await
+        else {
             return;
         };
         let mut out = Vec::with_capacity(256);
@@ -128,7 +131,7 @@ impl<'a> Mail<'a> {
     /// Target `k`: LOGIN, then READ until `READ ERROR` (at most its LOGIN count + 1 times).
     async fn read_back(&self, p: &Phase, tokens: &Tokens, k: usize) {
         let (a, c) = (self.a, &self.counts);
-        let Some((mut conn, stored)) = self.login(p, tokens, &format!("{}t{k}", a.prefix)).await
+        let Some((mut conn, stored)) = self.login(p, tokens, k, &format!("{}t{k}", a.prefix)).await
         else {
             return;
         };
@@ -240,7 +243,7 @@ pub async fn mail(a: &Args) -> bool {
             ("acked_per_s", J::Num(acked as f64 / m.wall_s.max(1e-9))),
             ("latency_us", latency(&mut p.lat.borrow_mut())),
         ];
-        phase.extend(phase_report(&m, acked));
+        phase.extend(phase_report(&m, acked, None));
         phase.push(("errors", p.errors.json()));
         kv.push(("compose", J::Obj(phase)));
         outcomes.push(format!("compose {}", m.outcome));
@@ -298,7 +301,7 @@ pub async fn mail(a: &Args) -> bool {
             ("foreign", J::Int(c.foreign.get())),
             ("latency_us", latency(&mut p.lat.borrow_mut())),
         ];
-        phase.extend(phase_report(&m, c.reads.get()));
+        phase.extend(phase_report(&m, c.reads.get(), None));
         phase.push(("errors", p.errors.json()));
         kv.push(("read", J::Obj(phase)));
         outcomes.push(format!("read {}", m.outcome));

@@ -1,11 +1,15 @@
 //! `chat-bench`: load numbers for a running chat server, measured from the client side.
 //!
-//! Point it at your own server (`--addr HOST:PORT`, loopback or LAN) and pick a scenario:
+//! Point it at your own server (`--addr HOST:PORT`, loopback or LAN), or at the nodes of one
+//! cluster (`--addr A,B,C`: client i connects to the (i mod 3)-th; fanout and dm then also
+//! report the latency of deliveries that crossed nodes, and `--server-pid P,Q,R` reports each
+//! node's CPU and memory as well as their total), and pick a scenario:
 //!
 //! * `fanout -n N -s S -m M`: N clients JOIN; S of them BCST M messages each; every other
 //!   client must receive each one as `<sender> BCST <payload>`.
 //! * `dm -n N -m M`: clients in pairs (0,1), (2,3)…; each sends M `MSG`s to its partner,
-//!   received as `<sender> SENT <payload>`.
+//!   received as `<sender> SENT <payload>`. `--rate R` paces either (R messages/s of all
+//!   senders together) to measure latency without queueing.
 //! * `idle -n C`: C connections JOIN and stay; with `--server-pid`, the server's memory per
 //!   connection.
 //! * `disk --data-dir DIR -c 1 -m M`: the disk's own limit (one thread appending a small
@@ -96,7 +100,9 @@ struct Args {
     /// What to measure.
     #[arg(value_enum)]
     scenario: Scenario,
-    /// The server, HOST:PORT.
+    /// The server, HOST:PORT; or several, comma-separated (the nodes of one cluster): client
+    /// i then connects to the (i mod count)-th, and latency is also reported for deliveries
+    /// whose recipient is on another node than the sender.
     #[arg(long)]
     addr: String,
     /// Clients (fanout, dm) or connections (idle).
@@ -117,15 +123,20 @@ struct Args {
     /// Most messages a sender may be ahead of its slowest recipient.
     #[arg(long, default_value_t = 128)]
     window: u64,
+    /// fanout, dm: messages per second of all senders together, spread evenly over them
+    /// (0: as fast as the window allows). A paced run measures latency without queueing.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
     /// Names are PREFIX0, PREFIX1… (compose: composers PREFIXc0…, targets PREFIXt0…).
     #[arg(long, default_value = "b")]
     prefix: String,
     /// Speak the line framing instead of 4-byte length frames.
     #[arg(long)]
     line: bool,
-    /// The server's process id, for its CPU time and memory (Linux /proc).
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The server's process id, for its CPU time and memory (Linux /proc); or several,
+    /// comma-separated, reported per server and in total.
+    #[arg(long = "server-pid", value_delimiter = ',')]
+    server_pids: Vec<u32>,
     /// Print one JSON object per run on stdout (the human summary goes to stderr).
     #[arg(long)]
     json: bool,
@@ -184,6 +195,42 @@ impl Args {
         } else {
             Framing::Framed
         }
+    }
+
+    /// The servers given with `--addr`, in order (at least one entry).
+    fn addrs(&self) -> Vec<&str> {
+        let all: Vec<&str> = self
+            .addr
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if all.is_empty() {
+            vec![self.addr.as_str()]
+        } else {
+            all
+        }
+    }
+
+    /// How many servers `--addr` names.
+    fn nodes(&self) -> usize {
+        self.addrs().len()
+    }
+
+    /// The node client `i` connects to: `i mod nodes()`.
+    fn node_of(&self, i: usize) -> usize {
+        i % self.nodes()
+    }
+
+    /// The address of the node client `i` connects to.
+    fn addr_of(&self, i: usize) -> &str {
+        let addrs = self.addrs();
+        addrs[self.node_of(i)]
+    }
+
+    /// The first `--server-pid`, for scenarios that watch one server.
+    fn server_pid(&self) -> Option<u32> {
+        self.server_pids.first().copied()
     }
 
     /// The framing's name in the report title.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_channel::{Receiver, Sender};
 use async_std::task;
 
-use crate::report::{proc_sample, Errors, ProcSample, J};
+use crate::report::{proc_sample, proc_total, Errors, ProcSample, J};
 use crate::{secs, Args};
 
 /// Latency samples kept per phase (more are counted, not ranked).
@@ -36,6 +36,9 @@ pub struct Phase {
     deadline: Cell<Option<Instant>>,
     /// Latency samples, ns (at most `MAX_SAMPLES`).
     pub lat: RefCell<Vec<u64>>,
+    /// With several servers: samples of deliveries whose recipient is on another node than
+    /// the sender, then of those on the same node.
+    pub lat_split: [RefCell<Vec<u64>>; 2],
     /// Errors the phase's clients saw.
     pub errors: Errors,
 }
@@ -55,6 +58,7 @@ impl Phase {
             last_ns: zero,
             deadline: Cell::new(None),
             lat: RefCell::default(),
+            lat_split: Default::default(),
             errors: Errors::default(),
         }
     }
@@ -88,6 +92,15 @@ impl Phase {
         self.last_ns.set(now);
     }
 
+    /// Records one unit of work as [`Phase::record`] does, and also as crossing nodes or not.
+    pub fn record_split(&self, now: u64, ns: u64, cross: bool) {
+        self.record(now, ns);
+        let mut lat = self.lat_split[usize::from(!cross)].borrow_mut();
+        if lat.len() < MAX_SAMPLES {
+            lat.push(ns);
+        }
+    }
+
     /// Ready and failed clients, for the report.
     pub fn clients(&self) -> J {
         J::Obj(vec![
@@ -105,11 +118,14 @@ pub struct Measured {
     pub setup_s: f64,
     /// Seconds from the opening of the gate to the last unit of work.
     pub wall_s: f64,
-    /// The server's counters when the gate opened.
+    /// The server's counters when the gate opened (with several servers, their sum).
     pub before: Option<ProcSample>,
-    /// The server's counters when the phase ended.
+    /// The server's counters when the phase ended (with several servers, their sum).
     pub after: Option<ProcSample>,
-    /// Highest server RSS sampled during the phase, KiB.
+    /// With several servers: each one's pid and counters when the gate opened and when the
+    /// phase ended.
+    pub per_server: Vec<(u32, Option<ProcSample>, Option<ProcSample>)>,
+    /// Highest server RSS sampled during the phase, KiB (with several servers, their sum).
     pub rss_max_kb: u64,
     /// CPU seconds this generator spent in the phase.
     pub generator_cpu_s: f64,
@@ -133,7 +149,14 @@ pub async fn supervise(
     let setup_s = t0.elapsed().as_secs_f64();
     task::sleep(settle).await;
     let me = Some(std::process::id());
-    let (before, gen0, start) = (proc_sample(a.server_pid), proc_sample(me), Instant::now());
+    let pids = &a.server_pids;
+    let each = || {
+        pids.iter()
+            .map(|&pid| proc_sample(Some(pid)))
+            .collect::<Vec<_>>()
+    };
+    let each0 = each();
+    let (before, gen0, start) = (proc_total(pids), proc_sample(me), Instant::now());
     p.start_ns.set(p.now_ns());
     p.last_ns.set(p.now_ns());
     p.deadline.set(Some(start + secs(a.timeout)));
@@ -152,20 +175,27 @@ pub async fn supervise(
         } else if moved.elapsed() >= secs(a.drain_timeout) {
             break "stalled";
         }
-        match (a.server_pid, proc_sample(a.server_pid)) {
-            (Some(_), None) => break "server_gone",
+        match (pids.is_empty(), proc_total(pids)) {
+            (false, None) => break "server_gone",
             (_, s) => rss_max_kb = rss_max_kb.max(s.map_or(0, |s| s.rss_kb)),
         }
         task::sleep(Duration::from_millis(10)).await;
     };
     p.stop.set(true);
-    let (after, gen1) = (proc_sample(a.server_pid), proc_sample(me));
+    let (after, gen1) = (proc_total(pids), proc_sample(me));
+    let per_server = if pids.len() > 1 {
+        let zipped = pids.iter().zip(each0).zip(each());
+        zipped.map(|((&pid, b), e)| (pid, b, e)).collect()
+    } else {
+        Vec::new()
+    };
     Measured {
         outcome,
         setup_s,
         wall_s: p.last_ns.get().saturating_sub(p.start_ns.get()) as f64 / 1e9,
         before,
         after,
+        per_server,
         rss_max_kb,
         generator_cpu_s: gen1.zip(gen0).map_or(0.0, |(y, x)| y.cpu_s - x.cpu_s),
     }

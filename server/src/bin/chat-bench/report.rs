@@ -49,6 +49,21 @@ pub fn proc_sample(pid: Option<u32>) -> Option<ProcSample> {
     })
 }
 
+/// One reading of every process in `pids`, summed (CPU, memory, threads); None when any of
+/// them is gone, or when `pids` is empty.
+pub fn proc_total(pids: &[u32]) -> Option<ProcSample> {
+    let mut total: Option<ProcSample> = None;
+    for &pid in pids {
+        let s = proc_sample(Some(pid))?;
+        let t = total.get_or_insert_with(ProcSample::default);
+        t.cpu_s += s.cpu_s;
+        t.rss_kb += s.rss_kb;
+        t.hwm_kb += s.hwm_kb;
+        t.threads += s.threads;
+    }
+    total
+}
+
 /// A report value: printed as JSON with `--json`, as indented lines otherwise.
 pub enum J {
     /// A number, rounded to 4 decimals in JSON (`null` when not finite).
@@ -59,6 +74,8 @@ pub enum J {
     Str(String),
     /// Named values in order.
     Obj(Vec<(&'static str, J)>),
+    /// Values in order (per server, say).
+    Arr(Vec<J>),
 }
 
 impl fmt::Display for J {
@@ -74,6 +91,13 @@ impl fmt::Display for J {
                     write!(f, "{}\"{k}\":{v}", if i > 0 { "," } else { "" })?;
                 }
                 f.write_str("}")
+            }
+            J::Arr(items) => {
+                f.write_str("[")?;
+                for (i, v) in items.iter().enumerate() {
+                    write!(f, "{}{v}", if i > 0 { "," } else { "" })?;
+                }
+                f.write_str("]")
             }
         }
     }
@@ -102,6 +126,20 @@ impl J {
                         .collect();
                     out.push(format!("{pad}{k}: {}", items.join(", ")));
                 }
+                J::Arr(items) => {
+                    out.push(format!("{pad}{k}:"));
+                    for (i, v) in items.iter().enumerate() {
+                        let item = match v {
+                            J::Obj(inner) => inner
+                                .iter()
+                                .map(|(k, v)| format!("{k} {}", plain(v)))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            v => plain(v),
+                        };
+                        out.push(format!("{pad}  [{i}] {item}"));
+                    }
+                }
                 v => out.push(format!("{pad}{k}: {}", plain(v))),
             }
         }
@@ -128,8 +166,10 @@ pub fn latency(samples: &mut [u64]) -> J {
     J::Obj(kv)
 }
 
-/// The phase's outcome and timing, and the server's CPU and memory per unit of work.
-pub fn phase_report(m: &Measured, units: u64) -> Vec<(&'static str, J)> {
+/// The phase's outcome and timing, and the server's CPU and memory per unit of work (with
+/// several `--server-pid`s: their total, then each server's own as `servers`, with the
+/// units each one's clients saw when `local` gives them).
+pub fn phase_report(m: &Measured, units: u64, local: Option<&[u64]>) -> Vec<(&'static str, J)> {
     let mut kv = vec![
         ("outcome", J::Str(m.outcome.into())),
         ("setup_s", J::Num(m.setup_s)),
@@ -151,6 +191,28 @@ pub fn phase_report(m: &Measured, units: u64) -> Vec<(&'static str, J)> {
                 ("threads", J::Int(e.threads)),
             ]),
         ));
+    }
+    if m.per_server.len() > 1 {
+        let each = m.per_server.iter().enumerate().map(|(i, (pid, b, e))| {
+            let mut o = vec![("pid", J::Int(u64::from(*pid)))];
+            if let (Some(b), Some(e)) = (b, e) {
+                let cpu = e.cpu_s - b.cpu_s;
+                o.extend([
+                    ("cpu_s", J::Num(cpu)),
+                    ("cpu_us_per_unit", J::Num(cpu * 1e6 / units.max(1) as f64)),
+                    ("cpu_util", J::Num(cpu / m.wall_s.max(1e-9))),
+                ]);
+                if let Some(&n) = local.and_then(|l| l.get(i)) {
+                    o.extend([
+                        ("local_units", J::Int(n)),
+                        ("cpu_us_per_local_unit", J::Num(cpu * 1e6 / n.max(1) as f64)),
+                    ]);
+                }
+                o.push(("rss_peak_kb", J::Int(e.hwm_kb)));
+            }
+            J::Obj(o)
+        });
+        kv.push(("servers", J::Arr(each.collect())));
     }
     kv
 }

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
 use async_std::io::{self, WriteExt};
+use async_std::task;
 use futures::future::join_all;
 use protocol::frame::{put_message, put_str};
 
-use crate::conn::{handshake, Conn, Tokens};
+use crate::conn::{handshake_at, Conn, Tokens};
 use crate::phase::{supervise, Phase};
 use crate::report::{emit, latency, phase_report, proc_sample, J};
 use crate::stream::Stream;
@@ -41,6 +42,8 @@ struct Counts {
     unexpected: Cell<u64>,
     /// Joined clients whose connection ended before the phase did.
     disconnects: Cell<u64>,
+    /// With several servers: deliveries received by the clients of each node.
+    per_node: Vec<Cell<u64>>,
 }
 
 /// Who talks to whom, and how far each receiver got with each sender.
@@ -94,7 +97,10 @@ impl<'a> Traffic<'a> {
             need: cells(senders),
             behind: cells(senders),
             wake: (0..senders).map(|_| async_channel::bounded(1)).collect(),
-            counts: Counts::default(),
+            counts: Counts {
+                per_node: cells(if a.nodes() > 1 { a.nodes() } else { 0 }),
+                ..Counts::default()
+            },
         }
     }
 
@@ -118,7 +124,8 @@ impl<'a> Traffic<'a> {
 
     /// One client: join, then receive (and send, if it is a sender) until the phase ends.
     async fn client(&self, tokens: &Tokens, i: usize) {
-        let conn = match handshake(self.a, tokens, &format!("JOIN {}{i}", self.a.prefix)).await {
+        let join = format!("JOIN {}{i}", self.a.prefix);
+        let conn = match handshake_at(self.a, tokens, self.a.addr_of(i), &join).await {
             Ok((conn, hello)) if hello.starts_with("HELLO ") => conn,
             Ok((_, other)) => return self.gone(i, "join refused", other, false),
             Err(e) => return self.gone(i, "join", e, false),
@@ -190,7 +197,13 @@ impl<'a> Traffic<'a> {
         if self.need[s].get() == old + 1 {
             self.release(s);
         }
-        self.phase.record(now, now.saturating_sub(t));
+        if let Some(local) = self.counts.per_node.get(self.a.node_of(r)) {
+            inc(local);
+            let cross = self.a.node_of(r) != self.a.node_of(s);
+            self.phase.record_split(now, now.saturating_sub(t), cross);
+        } else {
+            self.phase.record(now, now.saturating_sub(t));
+        }
         inc(&self.counts.received);
         if self.counts.received.get() >= self.expected {
             self.phase.stop.set(true);
@@ -236,9 +249,19 @@ impl<'a> Traffic<'a> {
         let (framing, mut out) = (self.a.framing(), Vec::with_capacity(256));
         let to = format!("{}{}", self.a.prefix, partner(s, self.a.clients));
         if p.started().await {
+            let start = Instant::now();
             for q in 0..self.a.messages {
                 if !self.window(s, q).await {
                     break;
+                }
+                if self.a.rate > 0.0 {
+                    // Message q of sender s is due at (q × senders + s) / rate after the start.
+                    let due = (q as f64 * self.senders as f64 + s as f64) / self.a.rate;
+                    let wait = secs(due).saturating_sub(start.elapsed());
+                    task::sleep(wait.min(p.left())).await;
+                    if p.stop.get() {
+                        break;
+                    }
                 }
                 out.clear();
                 let t = p.now_ns();
@@ -298,7 +321,7 @@ pub async fn traffic(a: &Args) -> bool {
     let (p, c) = (&t.phase, &t.counts);
     let tokens = Tokens::new(a.connect_concurrency, a);
     let idle = a.scenario == Scenario::Idle;
-    let rss0 = proc_sample(a.server_pid);
+    let rss0 = proc_sample(a.server_pid());
     let settle = Duration::from_millis(if idle { a.idle_settle_ms } else { a.settle_ms });
     let clients = join_all((0..a.clients).map(|i| t.client(&tokens, i)));
     let finished = || idle || c.received.get() >= t.expected;
@@ -352,7 +375,22 @@ pub async fn traffic(a: &Args) -> bool {
         ("messages_per_s", rate(sent)),
         ("latency_us", latency(&mut p.lat.borrow_mut())),
     ]);
-    kv.extend(phase_report(&m, received));
+    let local: Vec<u64> = c.per_node.iter().map(Cell::get).collect();
+    if !local.is_empty() {
+        let [cross, same] = &p.lat_split;
+        let crossed = cross.borrow().len() as u64;
+        kv.push(("nodes", J::Int(local.len() as u64)));
+        kv.push(("deliveries_cross_node", J::Int(crossed)));
+        for (key, lat) in [
+            ("latency_cross_node_us", cross),
+            ("latency_same_node_us", same),
+        ] {
+            if !lat.borrow().is_empty() {
+                kv.push((key, latency(&mut lat.borrow_mut())));
+            }
+        }
+    }
+    kv.extend(phase_report(&m, received, Some(&local)));
     kv.push(("errors", p.errors.json()));
     emit(a, title, kv);
     let clean = c.reordered.get() + c.unexpected.get() + c.disconnects.get() == 0;

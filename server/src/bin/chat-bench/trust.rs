@@ -30,7 +30,7 @@ pub async fn handshakes(a: &Args) -> bool {
     let tokens = Tokens::new(a.composers, a);
     let (done, failed) = (Cell::new(0u64), Cell::new(0u64));
     let next = Cell::new(0u64);
-    let before = proc_sample(a.server_pid);
+    let before = proc_sample(a.server_pid());
     let start = Instant::now();
     let worker = || async {
         while next.get() < a.messages {
@@ -43,7 +43,7 @@ pub async fn handshakes(a: &Args) -> bool {
     };
     join_all((0..a.composers.max(1)).map(|_| worker())).await;
     let wall = start.elapsed().as_secs_f64();
-    let after = proc_sample(a.server_pid);
+    let after = proc_sample(a.server_pid());
     let cpu = match (before, after) {
         (Some(b), Some(e)) => J::Num((e.cpu_s - b.cpu_s) * 1e6 / done.get().max(1) as f64),
         _ => J::Str("not measured".into()),
@@ -185,7 +185,7 @@ pub async fn auth(a: &Args) -> bool {
         async_std::task::sleep(Duration::from_millis(500)).await;
         stage.store(1, Ordering::Relaxed);
         async_std::task::sleep(phase).await;
-        storm_cpu.set((proc_sample(a.server_pid), None));
+        storm_cpu.set((proc_sample(a.server_pid()), None));
         stage.store(2, Ordering::Relaxed);
         let started = Instant::now();
         let worker = |w: usize| {
@@ -202,7 +202,7 @@ pub async fn auth(a: &Args) -> bool {
         };
         let stop = async {
             async_std::task::sleep(phase).await;
-            storm_cpu.set((storm_cpu.get().0, proc_sample(a.server_pid)));
+            storm_cpu.set((storm_cpu.get().0, proc_sample(a.server_pid())));
             stage.store(3, Ordering::Relaxed);
         };
         futures::join!(join_all((0..a.composers.max(1)).map(worker)), stop);
