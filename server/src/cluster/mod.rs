@@ -11,7 +11,12 @@
 //!
 //! Every key lives under the `chat:` prefix (see [`key`]).
 
+pub(crate) mod accounts;
 pub(crate) mod link;
+pub(crate) mod mail;
+pub(crate) mod registry;
+#[cfg(all(test, unix))]
+pub(crate) mod testredis;
 
 use std::sync::Arc;
 
