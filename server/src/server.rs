@@ -62,10 +62,12 @@ pub async fn run_doors(
     let hub = Arc::new(Hub::new(config, shutdown.clone(), cluster.clone()));
     if let Some(cluster) = &cluster {
         let on_up = {
-            let cluster = cluster.clone();
+            let (cluster, services) = (cluster.clone(), services.clone());
             move || {
                 let cluster = cluster.clone();
                 rt::spawn(async move { cluster.check_durability().await });
+                let services = services.clone();
+                rt::spawn(async move { services.cluster_up().await });
             }
         };
         rt::spawn(cluster.link.clone().run(on_up));

@@ -115,8 +115,9 @@ mod redis_tests {
         };
         async_std::task::block_on(async {
             let link = redis.link().await;
-            let nodes: Vec<Arc<Accounts>> =
-                (0..4).map(|_| Arc::new(Accounts::new(link.clone()))).collect();
+            let nodes: Vec<Arc<Accounts>> = (0..4)
+                .map(|_| Arc::new(Accounts::new(link.clone())))
+                .collect();
             assert!(!nodes[0].exists("Alice").await);
             // Four nodes sign `alice` up at once (in different cases): one wins.
             let tries = nodes.iter().enumerate().map(|(i, node)| {

@@ -291,7 +291,10 @@ mod tests {
         ] {
             let entry = format!("42:{}", encode(from, text));
             let (id, mail) = decode(entry.as_bytes()).unwrap();
-            assert_eq!((id, mail.from.as_str(), mail.text.as_str()), (42, from, text));
+            assert_eq!(
+                (id, mail.from.as_str(), mail.text.as_str()),
+                (42, from, text)
+            );
         }
     }
 
@@ -333,12 +336,22 @@ mod redis_tests {
             assert_eq!(mail.count("bob").await, Ok(0));
             assert_eq!(mail.take("bob", "n.1").await, Ok(None));
             for text in ["one", "two"] {
-                assert_eq!(mail.compose("bob", "alice", text).await, Ok(Composed::Stored));
+                assert_eq!(
+                    mail.compose("bob", "alice", text).await,
+                    Ok(Composed::Stored)
+                );
             }
             assert_eq!(mail.count("bob").await, Ok(2));
             let held = mail.take("bob", "n.1").await.unwrap().unwrap();
-            assert_eq!((held.mail.from.as_str(), held.mail.text.as_str()), ("alice", "one"));
-            assert_eq!(mail.count("bob").await, Ok(2), "a held message is still stored");
+            assert_eq!(
+                (held.mail.from.as_str(), held.mail.text.as_str()),
+                ("alice", "one")
+            );
+            assert_eq!(
+                mail.count("bob").await,
+                Ok(2),
+                "a held message is still stored"
+            );
             assert_eq!(mail.remove("bob", held.id, "n.1").await, Ok(true));
             assert_eq!(mail.count("bob").await, Ok(1));
             let next = mail.read("bob").await.unwrap().unwrap();
@@ -358,8 +371,16 @@ mod redis_tests {
             let b = mail.take("bob", "node2.1").await.unwrap().unwrap();
             assert_eq!((a.mail.text.as_str(), b.mail.text.as_str()), ("one", "two"));
             assert_eq!(mail.take("bob", "node3.1").await, Ok(None), "both held");
-            assert_eq!(mail.read("bob").await, Ok(None), "the strict door waits too");
-            assert_eq!(mail.remove("bob", a.id, "node2.1").await, Ok(false), "not its own");
+            assert_eq!(
+                mail.read("bob").await,
+                Ok(None),
+                "the strict door waits too"
+            );
+            assert_eq!(
+                mail.remove("bob", a.id, "node2.1").await,
+                Ok(false),
+                "not its own"
+            );
             assert_eq!(mail.release("bob", a.id, "node2.1").await, Ok(false));
             assert_eq!(mail.release("bob", a.id, "node1.1").await, Ok(true));
             let again = mail.take("bob", "node3.1").await.unwrap().unwrap();
@@ -381,11 +402,18 @@ mod redis_tests {
                 if let Some(again) = mail.take("bob", "live.1").await.unwrap() {
                     break again;
                 }
-                assert!(std::time::Instant::now() < deadline, "the hold never expired");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the hold never expired"
+                );
                 crate::rt::sleep(Duration::from_millis(50)).await;
             };
             assert_eq!(again, held);
-            assert_eq!(mail.remove("bob", held.id, "dead.1").await, Ok(false), "taken since");
+            assert_eq!(
+                mail.remove("bob", held.id, "dead.1").await,
+                Ok(false),
+                "taken since"
+            );
             assert_eq!(mail.remove("bob", held.id, "live.1").await, Ok(true));
             assert_eq!(mail.count("bob").await, Ok(0));
         });
@@ -400,7 +428,11 @@ mod redis_tests {
             assert_eq!(mail.compose("bob", "a", "x").await, Ok(Composed::Full));
             assert_eq!(mail.count("bob").await, Ok(2));
             let held = mail.take("bob", "n.1").await.unwrap().unwrap();
-            assert_eq!(mail.compose("bob", "a", "x").await, Ok(Composed::Full), "held counts");
+            assert_eq!(
+                mail.compose("bob", "a", "x").await,
+                Ok(Composed::Full),
+                "held counts"
+            );
             mail.remove("bob", held.id, "n.1").await.unwrap();
             assert_eq!(mail.compose("bob", "a", "x").await, Ok(Composed::Stored));
         });

@@ -60,10 +60,7 @@ impl Machines {
     /// Registers `machine` for `owner`, unless another owner has it.
     pub async fn register(&self, machine: &str, owner: &Owner) -> Result<Claim, Unavailable> {
         let mut invocation = REGISTER.prepare_invoke();
-        invocation
-            .key(owners())
-            .arg(machine)
-            .arg(owner.to_string());
+        invocation.key(owners()).arg(machine).arg(owner.to_string());
         let (code, current): (i64, String) = self.link.script(&invocation).await?;
         Ok(match code {
             1 => Claim::New,
@@ -116,7 +113,11 @@ mod redis_tests {
             assert_eq!(names, ["avalon", "camelot"]);
             assert_eq!(one.deregister("camelot").await, Ok(true));
             assert_eq!(one.deregister("camelot").await, Ok(false));
-            assert_eq!(two.register("camelot", &ip).await, Ok(Claim::New), "free again");
+            assert_eq!(
+                two.register("camelot", &ip).await,
+                Ok(Claim::New),
+                "free again"
+            );
             redis.stop();
             assert!(one.register("camelot", &ip).await.is_err());
             assert!(one.register("camelot", &ip).await.is_err());

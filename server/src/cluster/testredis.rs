@@ -40,14 +40,23 @@ impl TestRedis {
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(&dir)
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
         let child = match spawned {
             Ok(child) => child,
             Err(e) => {
-                eprintln!("SKIPPED: cannot start redis-server ({e}); install Redis to run this test");
+                eprintln!(
+                    "SKIPPED: cannot start redis-server ({e}); install Redis to run this test"
+                );
                 let _ = std::fs::remove_dir_all(&dir);
                 return None;
             }
