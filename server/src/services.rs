@@ -640,3 +640,6 @@ impl Services {
         Ok(delivered)
     }
 }
+
+#[cfg(all(test, unix))]
+mod cluster_tests;

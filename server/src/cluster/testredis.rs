@@ -91,6 +91,13 @@ impl TestRedis {
         link
     }
 
+    /// A fresh directory for a node's own data, removed with this server's.
+    pub fn node_dir(&self, tag: &str) -> PathBuf {
+        let dir = self.dir.join(tag);
+        std::fs::create_dir_all(&dir).expect("node dir");
+        dir
+    }
+
     /// Stops the server now (kills it by its process id, and waits for it).
     pub fn stop(&self) {
         let child = self.child.lock().unwrap_or_else(|p| p.into_inner()).take();
