@@ -71,6 +71,7 @@ pub async fn run_doors(
             }
         };
         rt::spawn(cluster.link.clone().run(on_up));
+        rt::spawn(services.clone().keep_holds(shutdown.clone()));
     }
     rt::spawn(hub.flusher.clone().run());
     rt::spawn(hub.pacer.clone().run());

@@ -52,6 +52,9 @@ pub struct Services {
     pub cluster: Option<Arc<Cluster>>,
     /// The Redis side of mailboxes, machines and accounts, in a cluster.
     remote: Option<Remote>,
+    /// In a cluster: the message each connection of this node holds (connection id → user,
+    /// message id), for [`Services::keep_holds`] to renew.
+    holds: Mutex<HashMap<u64, (String, u64)>>,
 }
 
 /// What a cluster keeps in Redis, in place of the local store and files.
@@ -301,6 +304,7 @@ impl Services {
             guesses_by_addr: Throttle::new(Policy::ADDRESS),
             cluster,
             remote,
+            holds: Mutex::new(HashMap::new()),
         })
     }
 
@@ -350,15 +354,43 @@ impl Services {
 
     /// The chat port's READ: hands out the oldest message of `user` nobody holds, now held
     /// by connection `conn` until [`Services::remove`] or [`Services::release`] (in a
-    /// cluster, or until the hold expires: see [`cluster::mail::HOLD_TTL`]).
+    /// cluster, or until its hold lapses because this node stopped renewing it: see
+    /// [`cluster::mail::HOLD_TTL`] and [`Services::keep_holds`]).
     pub async fn take(&self, user: &str, conn: u64) -> Result<Option<Held>, ServiceError> {
-        match &self.remote {
-            None => self.store.take(user).map_err(ServiceError::Io),
-            Some(remote) => remote
-                .mail
-                .take(user, &self.holder(conn))
-                .await
-                .map_err(ServiceError::Unavailable),
+        let Some(remote) = &self.remote else {
+            return self.store.take(user).map_err(ServiceError::Io);
+        };
+        let taken = remote
+            .mail
+            .take(user, &self.holder(conn))
+            .await
+            .map_err(ServiceError::Unavailable)?;
+        if let Some(held) = &taken {
+            sync::lock(&self.holds).insert(conn, (user.to_owned(), held.id));
+        }
+        Ok(taken)
+    }
+
+    /// Renews the holds of this node's connections until shutdown (in a cluster; alone it
+    /// returns at once), so that only a dead node's holds expire.
+    pub async fn keep_holds(self: Arc<Self>, shutdown: crate::Shutdown) {
+        use futures::future::{select, Either};
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        let every = remote.mail.hold_ttl() / 3;
+        loop {
+            let pause = std::pin::pin!(rt::sleep(every));
+            if let Either::Right(_) = select(pause, std::pin::pin!(shutdown.wait())).await {
+                return;
+            }
+            let holds: Vec<(String, u64, String)> = sync::lock(&self.holds)
+                .iter()
+                .map(|(conn, (user, id))| (user.clone(), *id, self.holder(*conn)))
+                .collect();
+            if let Err(e) = remote.mail.renew(&holds).await {
+                warn!("{} held messages not renewed: {e}", holds.len());
+            }
         }
     }
 
@@ -369,7 +401,11 @@ impl Services {
             return self.store.remove(user, id).await.map_err(ServiceError::Io);
         };
         let holder = self.holder(conn);
-        match remote.mail.remove(user, id, &holder).await {
+        let removed = remote.mail.remove(user, id, &holder).await;
+        if removed.is_ok() {
+            sync::lock(&self.holds).remove(&conn);
+        }
+        match removed {
             Ok(true) => Ok(()),
             Ok(false) => {
                 // Its hold expired, and another reader has it now: that one acknowledges it.
@@ -386,6 +422,7 @@ impl Services {
         let Some(remote) = &self.remote else {
             return self.store.release(user, id);
         };
+        sync::lock(&self.holds).remove(&conn);
         if let Err(e) = remote.mail.release(user, id, &self.holder(conn)).await {
             warn!(
                 "{user}: message {id} not released ({e}); it is read again once its hold \

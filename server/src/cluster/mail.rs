@@ -15,9 +15,10 @@
 //! half done: COMPOSE checks the cap and appends; READ on the chat port finds the oldest
 //! message nobody holds (a hold past its expiry counts as nobody's) and marks it held by its
 //! reader; acknowledging removes it only while that reader still holds it; a reader that
-//! leaves releases it. A node that dies while holding a message leaves a hold that expires
-//! after [`HOLD_TTL`], and the message is then read again: delivery is at least once, as
-//! with the local store after a crash. The strict door's READ removes at once, in the same
+//! leaves releases it. A node renews its connections' holds (every third of [`HOLD_TTL`]),
+//! so a node that dies while holding a message leaves a hold that expires within
+//! [`HOLD_TTL`], and the message is then read again: delivery is at least once, as with the
+//! local store after a crash. The strict door's READ removes at once, in the same
 //! script that finds the message.
 //!
 //! Redis answers a write only once it is in its append-only file (`appendfsync always`; the
@@ -32,8 +33,9 @@ use redis::Script;
 use super::{key, Link, Unavailable};
 use crate::store::{Composed, Held, Mail};
 
-/// How long a message handed out by a chat-port READ stays held before another reader may
-/// have it, should its holder's node never acknowledge nor release it (a node that died).
+/// How long a message handed out by a chat-port READ stays held unless renewed: its
+/// holder's node renews it while the connection lives, so it lapses only when that node
+/// dies (or loses Redis), and another reader may then have the message.
 pub const HOLD_TTL: Duration = Duration::from_secs(60);
 
 /// COMPOSE: `KEYS[1]` the mailbox, `KEYS[2]` its counter; `ARGV[1]` the cap, `ARGV[2]` the
@@ -135,6 +137,29 @@ local hold = redis.call('HGET', KEYS[1], ARGV[1])
 if not hold or string.sub(hold, 1, #ARGV[2] + 1) ~= ARGV[2] .. ' ' then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return 1
+",
+    )
+});
+
+/// RENEW: `KEYS` holds hashes; `ARGV[1]` the hold's length in ms, then for each key a
+/// message id and its holder. Extends each hold that is still that holder's. Answers how many
+/// were.
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local until_ms = string.format('%.0f', now + tonumber(ARGV[1]))
+local renewed = 0
+for i, k in ipairs(KEYS) do
+  local id, holder = ARGV[2 * i], ARGV[2 * i + 1]
+  local hold = redis.call('HGET', k, id)
+  if hold and string.sub(hold, 1, #holder + 1) == holder .. ' ' then
+    redis.call('HSET', k, id, holder .. ' ' .. until_ms)
+    renewed = renewed + 1
+  end
+end
+return renewed
 ",
     )
 });
@@ -261,6 +286,26 @@ impl Mailboxes {
         invocation.key(key("hold", user)).arg(id).arg(holder);
         let released: i64 = self.link.script(&invocation).await?;
         Ok(released == 1)
+    }
+
+    /// Extends the holds of `holds` (user, message id, holder) that are still their
+    /// holders' by another hold's length: a live node renews its connections' holds, so only
+    /// a dead node's expire. Answers how many were renewed.
+    pub async fn renew(&self, holds: &[(String, u64, String)]) -> Result<usize, Unavailable> {
+        if holds.is_empty() {
+            return Ok(0);
+        }
+        let mut invocation = RENEW.prepare_invoke();
+        invocation.arg(u64::try_from(self.hold_ttl.as_millis()).unwrap_or(u64::MAX));
+        for (user, id, holder) in holds {
+            invocation.key(key("hold", user)).arg(id).arg(holder);
+        }
+        self.link.script(&invocation).await
+    }
+
+    /// How long a hold lasts unless renewed.
+    pub fn hold_ttl(&self) -> Duration {
+        self.hold_ttl
     }
 
     /// The strict door's READ: removes the oldest message nobody holds and returns it, once
@@ -416,6 +461,40 @@ mod redis_tests {
             );
             assert_eq!(mail.remove("bob", held.id, "live.1").await, Ok(true));
             assert_eq!(mail.count("bob").await, Ok(0));
+        });
+    }
+
+    #[test]
+    fn a_renewed_hold_lasts() {
+        let ttl = Duration::from_millis(300);
+        with_mail(10, ttl, async |_, mail| {
+            mail.compose("bob", "alice", "one").await.unwrap();
+            mail.compose("ann", "alice", "two").await.unwrap();
+            let held = mail.take("bob", "live.1").await.unwrap().unwrap();
+            let other = mail.take("ann", "live.2").await.unwrap().unwrap();
+            let holds = [
+                ("bob".to_owned(), held.id, "live.1".to_owned()),
+                ("ann".to_owned(), other.id, "live.2".to_owned()),
+                ("ann".to_owned(), other.id, "someone.else".to_owned()),
+            ];
+            // Renewed every third of the hold, for four holds' time: nobody else gets it.
+            let start = std::time::Instant::now();
+            while start.elapsed() < ttl * 4 {
+                assert_eq!(mail.renew(&holds).await, Ok(2));
+                assert_eq!(mail.take("bob", "other.1").await, Ok(None));
+                crate::rt::sleep(ttl / 3).await;
+            }
+            // No longer renewed: it expires.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while mail.take("bob", "other.1").await.unwrap().is_none() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the hold never expired"
+                );
+                crate::rt::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(mail.renew(&holds[..1]).await, Ok(0), "another's now");
+            assert_eq!(mail.renew(&[]).await, Ok(0));
         });
     }
 
