@@ -109,7 +109,7 @@ fn compose_on_one_node_read_on_another() {
     a.join(&ann);
     a.send(&format!("COMPOSE {bob}"));
     a.send("hello from node one");
-    a.expect("MESSAGE SENT");
+    a.expect_after_notices("MESSAGE SENT");
 
     let mut b = two.line();
     b.send(&format!("LOGIN {bob}"));
@@ -131,7 +131,7 @@ fn compose_on_one_node_read_on_another() {
     // after the other node's reader acknowledged hers.
     a.send(&format!("COMPOSE {bob}"));
     a.send("second");
-    a.expect("MESSAGE SENT");
+    a.expect_after_notices("MESSAGE SENT");
     strict.send("READ");
     strict.expect(&ann);
     strict.expect("second");
@@ -161,7 +161,7 @@ fn redis_unreachable_is_a_temporary_error() {
     a.join(&ann);
     a.send(&format!("COMPOSE {bob}"));
     a.send("kept");
-    a.expect("MESSAGE SENT");
+    a.expect_after_notices("MESSAGE SENT");
     let mut b = node.line();
     b.join(&bob);
     redis.stop();
