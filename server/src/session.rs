@@ -413,8 +413,9 @@ impl Session {
 
     /// SIGNUP, after the checks: hash, store durably, then take the name.
     async fn signup(&mut self, name: Name<'static>, secret: Secret) {
-        if self.hub.user(name.as_str()).is_some() && !self.services.has_account(name.as_str()).await
-        {
+        let in_use = self.hub.user(name.as_str()).is_some()
+            || self.hub.remote_user(name.as_str()).is_some();
+        if in_use && !self.services.has_account(name.as_str()).await {
             info!(
                 "{} SIGNUP {name} refused: the name is in use",
                 self.conn.label
