@@ -232,6 +232,27 @@ mod unix {
         (c, refused)
     }
 
+    /// The harness's Redis keeps what it acknowledged through a `kill -9` and a clean stop,
+    /// restarting on the same port: what the outage test relies on.
+    #[test]
+    fn test_redis_keeps_what_it_acknowledged_across_restarts() {
+        let Some(mut redis) = Redis::start() else {
+            return;
+        };
+        let port = redis.addr().port();
+        assert_eq!(redis.query(&["SET", "chat:probe", "kept"]).unwrap(), "+OK");
+        redis.kill9();
+        assert!(!redis.is_running());
+        assert!(redis.query(&["PING"]).is_err(), "a killed Redis answered");
+        redis.restart();
+        assert_eq!(redis.addr().port(), port);
+        assert_eq!(redis.query(&["GET", "chat:probe"]).unwrap(), "kept");
+        redis.stop();
+        redis.restart();
+        assert_eq!(redis.query(&["GET", "chat:probe"]).unwrap(), "kept");
+        assert_eq!(redis.query(&["GET", "chat:none"]).unwrap(), "$-1");
+    }
+
     both_framings!(
         names_are_one_across_nodes,
         direct_messages_cross_nodes,
