@@ -208,28 +208,35 @@ mod unix {
         });
     }
 
-    /// Takes `name` on the chat port at `addr`, JOINing again (on the same connection) while
-    /// it is taken, until `deadline`. Returns the client holding it, and how many refusals
-    /// came first.
+    /// Sends `command` (`JOIN <name>` or `LOGIN <name>`) on `c` again while it is answered
+    /// `Name Taken: <name> is already in use` (the name's old holder, or its lease, is still
+    /// there), until it is answered `ok` or `deadline` passes.
     #[track_caller]
-    fn take_name_by(addr: SocketAddr, name: &str, deadline: Instant) -> (Client, usize) {
-        let mut c = Client::line(addr);
-        let mut refused = 0;
-        eventually_by(&format!("JOIN {name} is answered HELLO"), deadline, || {
-            c.send(&format!("JOIN {name}"));
-            let got = reply(&mut c);
-            if got == format!("HELLO {name}") {
+    fn claim_by(c: &mut Client, command: &str, ok: &str, deadline: Instant) {
+        let name = command.split(' ').nth(1).unwrap_or_default();
+        let taken = format!("Name Taken: {name} is already in use");
+        eventually_by(&format!("{command} is answered {ok:?}"), deadline, || {
+            c.send(command);
+            let got = reply(c);
+            if got == ok {
                 return Ok(());
             }
-            assert_eq!(
-                got,
-                format!("Name Taken: {name} is already in use"),
-                "JOIN {name} while its old holder's lease runs"
-            );
-            refused += 1;
+            assert_eq!(got, taken, "{command} while the name is still held");
             Err(got)
         });
-        (c, refused)
+    }
+
+    /// A new line client of the chat port at `addr` that took `name` before `deadline`.
+    #[track_caller]
+    fn take_name_by(addr: SocketAddr, name: &str, deadline: Instant) -> Client {
+        let mut c = Client::line(addr);
+        claim_by(
+            &mut c,
+            &format!("JOIN {name}"),
+            &format!("HELLO {name}"),
+            deadline,
+        );
+        c
     }
 
     /// The harness's Redis keeps what it acknowledged through a `kill -9` and a clean stop,
@@ -280,8 +287,7 @@ mod unix {
         bob.expect("* ann left");
         await_list(&mut bob, &["bob"]);
         // The refused connection may now take it.
-        dup.send("JOIN Ann");
-        dup.expect("HELLO Ann");
+        claim_by(&mut dup, "JOIN Ann", "HELLO Ann", Instant::now() + LAG);
         bob.expect("* Ann joined");
     }
 
@@ -445,8 +451,7 @@ mod unix {
         // Read and acknowledged on B means gone on A too.
         bob.quit();
         let mut again = c.client(0, f);
-        again.send("LOGIN bob");
-        again.expect("0");
+        claim_by(&mut again, "LOGIN bob", "0", Instant::now() + LAG);
         again.send("READ");
         again.expect("READ ERROR");
     }
@@ -550,8 +555,8 @@ mod unix {
         c.nodes[2].kill9();
         let killed = Instant::now();
         let deadline = killed + LEASE_BOUND;
-        let (mut carl, _) = take_name_by(c.nodes[1].addr, "carl", deadline);
-        let (mut dora, _) = take_name_by(c.nodes[0].addr, "dora", deadline);
+        let mut carl = take_name_by(c.nodes[1].addr, "carl", deadline);
+        let mut dora = take_name_by(c.nodes[0].addr, "dora", deadline);
         eprintln!(
             "the killed node's names were free after {:?}",
             killed.elapsed()
