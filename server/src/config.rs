@@ -48,6 +48,8 @@ pub struct Config {
     /// The Redis this server shares with the other nodes of its cluster (`redis://HOST:PORT`);
     /// `None`: a single server on its own data directory.
     pub cluster: Option<String>,
+    /// How long a node's hold on a name outlives the node (see [`crate::cluster`]).
+    pub cluster_lease: Duration,
 }
 
 impl Default for Config {
@@ -72,6 +74,7 @@ impl Default for Config {
             history_budget: 32 << 20,
             rooms_per_user: 20,
             cluster: None,
+            cluster_lease: crate::cluster::names::DEFAULT_LEASE,
         }
     }
 }

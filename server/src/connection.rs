@@ -299,7 +299,7 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
                 reply.lines()
             );
             if reply == Reply::MessageSent && to.as_str() != from {
-                hub.send_to(to.as_str(), &Reply::MailArrived(from));
+                hub.mail_arrived(to.as_str(), from);
             }
             let _ = conn.send(&reply);
             continue;

@@ -16,13 +16,15 @@ use log::info;
 use protocol::irc::put_line;
 use protocol::{Folded, Framing, Name, Reply};
 
-use crate::cluster::Cluster;
+use crate::cluster::wire::{Msg, Seat};
+use crate::cluster::{Claim, Cluster, Over};
 use crate::config::Config;
 use crate::event::{Event, IrcCaps, Wire};
 use crate::outbox::{Flusher, Outbox, PushError};
 use crate::pacer::Pacer;
 use crate::reason::Disconnect;
 use crate::rooms::Rooms;
+use crate::rt;
 use crate::shutdown::Shutdown;
 use crate::sync;
 
@@ -134,6 +136,9 @@ pub struct Hub {
     users: RwLock<HashMap<u64, (Name<'static>, Arc<Conn>)>>,
     /// Hashes folded names for `users` (randomly keyed per process).
     name_hash: RandomState,
+    /// Names taken on the other nodes of the cluster (same keys as `users`), and each one's
+    /// node; learnt from the bus (see [`crate::cluster::bus`]).
+    remote: RwLock<HashMap<u64, (Name<'static>, Arc<str>)>>,
     /// Rooms and their history.
     pub rooms: Rooms,
     /// Every connection whose framing is known, to tell them all at shutdown.
@@ -162,6 +167,7 @@ impl Hub {
             shutdown,
             users: RwLock::new(HashMap::new()),
             name_hash: RandomState::new(),
+            remote: RwLock::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
@@ -235,6 +241,9 @@ impl Hub {
             users.len()
         };
         info!("{} joined as {name} ({count} users)", conn.label);
+        self.tell_cluster(|| Msg::Online {
+            name: name.as_str().to_owned(),
+        });
         Joined::Yes
     }
 
@@ -248,6 +257,9 @@ impl Hub {
                 Self::entry(&users, key, name.as_str()).is_some_and(|(_, h)| h.id != conn.id);
             if held_by_another {
                 let old = users.insert(key, (name.clone(), conn.clone()));
+                drop(users);
+                // The old holder's leave neither frees the lease nor says Offline: the name
+                // is no longer its own.
                 return (Joined::Yes, old.map(|(_, holder)| holder));
             }
         }
@@ -275,7 +287,11 @@ impl Hub {
             users.remove(&old_key);
         }
         users.insert(new_key, (new.clone(), conn.clone()));
+        drop(users);
         info!("{} renamed {old} to {new}", conn.label);
+        if old_key != new_key {
+            self.release_lease(old, conn.id);
+        }
         true
     }
 
@@ -294,21 +310,152 @@ impl Hub {
         match Self::entry(&users, key, name.as_str()) {
             Some((_, holder)) if holder.id == conn.id => {
                 users.remove(&key);
+                drop(users);
                 info!("{} left; {name} is free", conn.label);
+                self.tell_cluster(|| Msg::Offline {
+                    name: name.as_str().to_owned(),
+                });
+                self.release_lease(name, conn.id);
                 true
             }
             _ => false,
         }
     }
 
-    /// Names taken now, sorted.
+    /// Names taken now, on every node of the cluster, sorted.
     pub fn names(&self) -> Vec<Name<'static>> {
         let mut names: Vec<_> = sync::read(&self.users)
             .values()
             .map(|(n, _)| n.clone())
             .collect();
+        {
+            let users = sync::read(&self.users);
+            names.extend(
+                sync::read(&self.remote)
+                    .iter()
+                    .filter(|(k, _)| !users.contains_key(k))
+                    .map(|(_, (n, _))| n.clone()),
+            );
+        }
         names.sort();
         names
+    }
+
+    /// Tells the other nodes, when clustered.
+    fn tell_cluster(&self, msg: impl FnOnce() -> Msg) {
+        if let Some(cluster) = &self.cluster {
+            cluster.publisher.publish(&msg());
+        }
+    }
+
+    /// In a cluster, takes the lease on `name` for connection `id` before it joins (the
+    /// whole cluster's one winner of a race); `false`: another holds it. `Over::Anyone` takes
+    /// it from whoever has it (a proven account) and tells their node to let them go. With
+    /// Redis unreachable, a name no other node is known to hold may be taken here alone; it
+    /// is asserted when Redis is back. Without a cluster, always `true`.
+    pub async fn claim_name(&self, name: &Name<'_>, id: u64, over: Over) -> bool {
+        let (Some(cluster), Some(folded)) = (&self.cluster, Folded::new(name.as_str())) else {
+            return self.cluster.is_none();
+        };
+        match cluster
+            .leases
+            .claim(&cluster.link, folded.as_str(), id, over)
+            .await
+        {
+            Ok(Claim::Won(previous)) => {
+                let node = previous.as_deref().map(crate::cluster::names::holder_node);
+                if let Some(node) = node.filter(|n| *n != &*cluster.node) {
+                    cluster.publisher.direct(
+                        node,
+                        &Msg::Evict {
+                            name: name.as_str().to_owned(),
+                        },
+                    );
+                }
+                true
+            }
+            Ok(Claim::Lost) => false,
+            Err(e) => {
+                if over != Over::Anyone && self.remote_user(name.as_str()).is_some() {
+                    return false;
+                }
+                log::warn!("#{id} takes {name} on this node alone: {e}");
+                true
+            }
+        }
+    }
+
+    /// Frees the cluster lease connection `id` holds on `name` (in the background).
+    pub fn release_lease(&self, name: &Name<'_>, id: u64) {
+        let (Some(cluster), Some(folded)) = (&self.cluster, Folded::new(name.as_str())) else {
+            return;
+        };
+        let cluster = cluster.clone();
+        rt::spawn(async move {
+            let _ = cluster
+                .leases
+                .release(&cluster.link, folded.as_str(), id)
+                .await;
+        });
+    }
+
+    /// The names this node holds, for its snapshot.
+    pub fn local_names(&self) -> Vec<String> {
+        sync::read(&self.users)
+            .values()
+            .map(|(n, _)| n.as_str().to_owned())
+            .collect()
+    }
+
+    /// The leases this node holds: folded name, connection id, name.
+    pub fn local_leases(&self) -> Vec<(String, u64, Name<'static>)> {
+        sync::read(&self.users)
+            .values()
+            .filter_map(|(n, c)| {
+                Folded::new(n.as_str()).map(|f| (f.as_str().to_owned(), c.id, n.clone()))
+            })
+            .collect()
+    }
+
+    /// `name` was taken on `node`.
+    pub fn remote_online(&self, node: &Arc<str>, name: &str) {
+        let (Some(key), Ok(name)) = (self.key(name), Name::new(name)) else {
+            return;
+        };
+        sync::write(&self.remote).insert(key, (name.into_owned(), node.clone()));
+    }
+
+    /// `name` was freed on `node`.
+    pub fn remote_offline(&self, node: &str, name: &str) {
+        let Some(key) = self.key(name) else {
+            return;
+        };
+        let mut remote = sync::write(&self.remote);
+        if remote.get(&key).is_some_and(|(_, n)| &**n == node) {
+            remote.remove(&key);
+        }
+    }
+
+    /// What `node` holds, from its snapshot: replaces what was known of it.
+    pub fn replace_node(&self, node: &Arc<str>, names: &[String]) {
+        self.forget_node(node);
+        for name in names {
+            self.remote_online(node, name);
+        }
+    }
+
+    /// `node` is gone: its names with it.
+    pub fn forget_node(&self, node: &str) {
+        sync::write(&self.remote).retain(|_, (_, n)| &**n != node);
+    }
+
+    /// The node holding `name` (in any case), if another node of the cluster does.
+    pub fn remote_user(&self, name: &str) -> Option<(Name<'static>, Arc<str>)> {
+        let key = self.key(name)?;
+        sync::read(&self.remote)
+            .get(&key)
+            .filter(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+            .cloned()
     }
 
     /// Names taken now.
@@ -353,6 +500,53 @@ impl Hub {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Sends `event` (a direct message) to the node of the cluster where `to` is; `false`
+    /// when no other node is known to hold that name.
+    pub fn deliver_remote(&self, to: &str, event: &Event<'_>) -> bool {
+        let (
+            Some(cluster),
+            Event::Message {
+                from, text, notice, ..
+            },
+        ) = (&self.cluster, event)
+        else {
+            return false;
+        };
+        let Some((name, node)) = self.remote_user(to) else {
+            return false;
+        };
+        cluster.publisher.direct(
+            &node,
+            &Msg::Direct {
+                from: Seat {
+                    nick: from.nick.to_owned(),
+                    userhost: from.userhost.unwrap_or_default().to_owned(),
+                },
+                to: name.as_str().to_owned(),
+                text: text.as_str().to_owned(),
+                notice: *notice,
+            },
+        );
+        true
+    }
+
+    /// Tells `to`, wherever in the cluster they are on the chat port, that mail from `from`
+    /// is waiting.
+    pub fn mail_arrived(&self, to: &str, from: &str) {
+        if self.send_to(to, &Reply::MailArrived(from)) {
+            return;
+        }
+        if let (Some(cluster), Some((name, node))) = (&self.cluster, self.remote_user(to)) {
+            cluster.publisher.direct(
+                &node,
+                &Msg::Mail {
+                    to: name.as_str().to_owned(),
+                    from: from.to_owned(),
+                },
+            );
         }
     }
 

@@ -96,6 +96,9 @@ struct Args {
     /// chat service (names, rooms, direct messages, mailboxes, machines and accounts).
     #[arg(long, value_name = "URL")]
     cluster: Option<String>,
+    /// Seconds a node's names outlive it when it dies or is cut off from Redis (cluster).
+    #[arg(long, default_value_t = Config::default().cluster_lease.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    cluster_lease: u64,
     /// Log level: off, error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     log_level: LevelFilter,
@@ -160,6 +163,7 @@ fn main() -> ExitCode {
         read_coalesce: Duration::from_millis(args.read_coalesce),
         history: args.history,
         cluster: args.cluster,
+        cluster_lease: Duration::from_secs(args.cluster_lease),
         ..Config::default()
     };
     let shutdown = Shutdown::new();

@@ -146,7 +146,7 @@ impl Places {
             return;
         }
         let left = hub.rooms.get(name.as_str()).and_then(|room| {
-            let left = hub.rooms.leave(&room, conn.id, |m| {
+            let left = hub.rooms.leave(&room, conn.id, None, |m| {
                 let who = m.who();
                 Some(room.fanout(
                     None,
@@ -187,16 +187,14 @@ impl Places {
 
     /// `MSG <name> <text>`: `false` when nobody has that name.
     pub fn direct(&self, hub: &Hub, to: &str, text: &Text<'_>) -> bool {
-        hub.deliver(
-            to,
-            &Event::Message {
-                from: self.who(),
-                to: Target::User(to),
-                text,
-                notice: false,
-                time_ms: 0,
-            },
-        )
+        let event = Event::Message {
+            from: self.who(),
+            to: Target::User(to),
+            text,
+            notice: false,
+            time_ms: 0,
+        };
+        hub.deliver(to, &event) || hub.deliver_remote(to, &event)
     }
 
     /// `ROOMS`.

@@ -25,6 +25,9 @@ pub enum Disconnect {
     TooManyConnections,
     /// The account's owner proved it (AUTH) from a newer connection, which takes the name.
     NameTakenBack,
+    /// Cut off from the cluster's Redis for longer than the name's lease, the node found
+    /// the name taken on another node when it came back.
+    NameLost,
 }
 
 impl fmt::Display for Disconnect {
@@ -38,6 +41,9 @@ impl fmt::Display for Disconnect {
             Disconnect::Protocol(what) => f.write_str(what),
             Disconnect::TooManyConnections => f.write_str("too many connections"),
             Disconnect::NameTakenBack => f.write_str("your name was taken back by a newer AUTH"),
+            Disconnect::NameLost => {
+                f.write_str("your name was taken on another server while this one was cut off")
+            }
         }
     }
 }

@@ -9,10 +9,12 @@
 //! taken in the order room map, then room; nothing that holds a room's lock takes another.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use protocol::{Folded, RoomName, Text};
 
+use crate::cluster::bus::Publisher;
+use crate::cluster::wire::{Msg, RoomSeats, Seat};
 use crate::event::{Encoded, Event, Target, Who};
 use crate::history::{Budget, Entry, History};
 use crate::hub::Conn;
@@ -38,6 +40,34 @@ impl Member {
             nick: &self.nick,
             userhost: self.conn.userhost(),
         }
+    }
+}
+
+/// A member on another node of the cluster.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// Their name.
+    pub nick: Arc<str>,
+    /// `~user@host` of an IRC user.
+    pub userhost: Option<Arc<str>>,
+    /// The node they are on.
+    pub node: Arc<str>,
+}
+
+impl Remote {
+    /// Who this member is, for events.
+    pub fn who(&self) -> Who<'_> {
+        Who {
+            nick: &self.nick,
+            userhost: self.userhost.as_deref(),
+        }
+    }
+}
+
+impl State {
+    /// Members here and on other nodes.
+    pub fn size(&self) -> usize {
+        self.members.len() + self.remote.len()
     }
 }
 
@@ -106,6 +136,8 @@ pub struct Topic {
 pub struct State {
     /// Members by connection id.
     pub members: HashMap<u64, Member>,
+    /// Members on other nodes of the cluster, by folded name (see [`crate::cluster`]).
+    pub remote: HashMap<Folded, Remote>,
     /// The topic, if set.
     pub topic: Option<Topic>,
     /// Modes.
@@ -211,6 +243,8 @@ pub struct Rooms {
     budget: Arc<Budget>,
     /// Most rooms one connection may be in.
     pub per_user: usize,
+    /// Where room events go for the other nodes of the cluster (set once, when clustered).
+    pub relay: OnceLock<Arc<Publisher>>,
 }
 
 impl Rooms {
@@ -222,6 +256,7 @@ impl Rooms {
             name: RoomName::lobby(),
             state: RwLock::new(State {
                 members: HashMap::new(),
+                remote: HashMap::new(),
                 topic: None,
                 modes: Modes {
                     topic_ops: false,
@@ -240,6 +275,7 @@ impl Rooms {
             lobby,
             budget,
             per_user,
+            relay: OnceLock::new(),
         }
     }
 
@@ -286,7 +322,7 @@ impl Rooms {
             .map(|r| {
                 let st = r.read();
                 let topic = st.topic.as_ref().map(|t| t.text.as_str().to_owned());
-                (r.name.clone(), st.members.len(), topic.unwrap_or_default())
+                (r.name.clone(), st.size(), topic.unwrap_or_default())
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -328,6 +364,7 @@ impl Rooms {
                                 name: name.clone().into_owned(),
                                 state: RwLock::new(State {
                                     members: HashMap::new(),
+                                    remote: HashMap::new(),
                                     topic: None,
                                     modes: Modes::default(),
                                     created_ms: protocol::room::now_ms(),
@@ -345,6 +382,10 @@ impl Rooms {
                 }
             }
         };
+        self.relay(|| Msg::Joined {
+            room: room.name.as_str().to_owned(),
+            who: seat(member.who()),
+        });
         let mut fanned = 0;
         if announce {
             let who = member.who();
@@ -360,14 +401,21 @@ impl Rooms {
     }
 
     /// Takes connection `id` out of `room` and tells the others with `event` (built from
-    /// the member who left); `None` if it was not in it. Removes a room left empty.
+    /// the member who left; the other nodes hear of it with `reason`); `None` if it was not
+    /// in it. Removes a room left empty.
     pub fn leave(
         &self,
         room: &Arc<Room>,
         id: u64,
+        reason: Option<&str>,
         announce: impl FnOnce(&Member) -> Option<u64>,
     ) -> Option<u64> {
         let member = room.write().members.remove(&id)?;
+        self.relay(|| Msg::Parted {
+            room: room.name.as_str().to_owned(),
+            who: seat(member.who()),
+            reason: reason.unwrap_or_default().to_owned(),
+        });
         let fanned = announce(&member).unwrap_or(0);
         self.drop_if_empty(room);
         Some(fanned)
@@ -375,14 +423,14 @@ impl Rooms {
 
     /// Removes `room` from the map if nobody is in it (never the lobby).
     fn drop_if_empty(&self, room: &Arc<Room>) {
-        if Arc::ptr_eq(room, &self.lobby) || !room.read().members.is_empty() {
+        if Arc::ptr_eq(room, &self.lobby) || room.read().size() > 0 {
             return;
         }
         let mut map = sync::write(&self.map);
         if let Some(key) = Folded::new(room.name.as_str()) {
             let empty = map
                 .get(&key)
-                .is_some_and(|r| Arc::ptr_eq(r, room) && r.read().members.is_empty());
+                .is_some_and(|r| Arc::ptr_eq(r, room) && r.read().size() == 0);
             if empty {
                 map.remove(&key);
             }
@@ -399,6 +447,10 @@ impl Rooms {
         reason: &str,
         announce_lobby: bool,
     ) -> u64 {
+        self.relay(|| Msg::Quit {
+            who: seat(who),
+            reason: reason.to_owned(),
+        });
         let mut told: HashSet<u64> = HashSet::new();
         told.insert(id);
         let mut fanned = 0;
@@ -435,6 +487,10 @@ impl Rooms {
     /// Connection `id` is now called `nick` in each of `rooms`; everyone sharing a room
     /// with it is told once. Returns deliveries queued.
     pub fn rename(&self, rooms: &[Arc<Room>], id: u64, old: Who<'_>, nick: &Arc<str>) -> u64 {
+        self.relay(|| Msg::Nick {
+            who: seat(old),
+            new: nick.to_string(),
+        });
         let event = Event::Nick {
             who: old,
             new: nick,
@@ -486,6 +542,13 @@ impl Rooms {
         if st.modes.no_external && !st.members.contains_key(&id) {
             return Err(RoomError::NotIn);
         }
+        self.relay(|| Msg::Said {
+            room: room.name.as_str().to_owned(),
+            who: seat(who),
+            text: text.as_str().to_owned(),
+            notice,
+            time_ms,
+        });
         let fanned = fanout(&st, (!echo).then_some(id), &event);
         // Kept while the state is still read-locked: whoever enters next sees it in the
         // history or live, never neither.
@@ -523,11 +586,17 @@ impl Rooms {
             by: nick.clone(),
             at_ms: protocol::room::now_ms(),
         });
+        let who = Who {
+            nick: &nick,
+            userhost: conn.userhost(),
+        };
+        self.relay(|| Msg::Topic {
+            room: room.name.as_str().to_owned(),
+            who: seat(who),
+            text: text.as_str().to_owned(),
+        });
         let event = Event::Topic {
-            who: Who {
-                nick: &nick,
-                userhost: conn.userhost(),
-            },
+            who,
             room: room.name.as_str(),
             text: text.as_str(),
         };
@@ -549,12 +618,22 @@ impl Rooms {
                 Some(m) if !m.op => return Err(RoomError::NotOperator),
                 Some(m) => m.clone(),
             };
-            let target = st
+            let local = st
                 .members
                 .iter()
                 .find(|(_, m)| m.nick.eq_ignore_ascii_case(nick))
-                .map(|(tid, m)| (*tid, m.nick.clone()))
-                .ok_or(RoomError::TheyAreNotIn)?;
+                .map(|(tid, m)| (Some(*tid), m.nick.clone()));
+            let remote = || {
+                let key = Folded::new(nick)?;
+                st.remote.get(&key).map(|r| (None, r.nick.clone()))
+            };
+            let target = local.or_else(remote).ok_or(RoomError::TheyAreNotIn)?;
+            self.relay(|| Msg::Kicked {
+                room: room.name.as_str().to_owned(),
+                by: seat(by.who()),
+                nick: target.1.to_string(),
+                reason: reason.to_owned(),
+            });
             let event = Event::Kick {
                 by: by.who(),
                 room: room.name.as_str(),
@@ -562,11 +641,352 @@ impl Rooms {
                 reason,
             };
             let n = fanout(&st, None, &event);
-            st.members.remove(&target.0);
+            match target.0 {
+                Some(tid) => drop(st.members.remove(&tid)),
+                None => drop(Folded::new(nick).and_then(|k| st.remote.remove(&k))),
+            }
             n
         };
         self.drop_if_empty(room);
         Ok(fanned)
+    }
+}
+
+/// What the other nodes are told of `who`.
+fn seat(who: Who<'_>) -> Seat {
+    Seat {
+        nick: who.nick.to_owned(),
+        userhost: who.userhost.unwrap_or_default().to_owned(),
+    }
+}
+
+/// A remote member as a seat describes them.
+fn remote(node: &Arc<str>, who: &Seat) -> Remote {
+    Remote {
+        nick: Arc::from(who.nick.as_str()),
+        userhost: (!who.userhost.is_empty()).then(|| Arc::from(who.userhost.as_str())),
+        node: node.clone(),
+    }
+}
+
+/// Who a seat is, for events.
+fn seat_who(who: &Seat) -> Who<'_> {
+    Who {
+        nick: &who.nick,
+        userhost: (!who.userhost.is_empty()).then_some(who.userhost.as_str()),
+    }
+}
+
+/// Room events from other nodes of the cluster: each changes this node's copy of the room
+/// and is fanned out to the members here, rendered once per wire (no relay: they came from
+/// the bus).
+impl Rooms {
+    /// Tells the other nodes, when clustered.
+    fn relay(&self, msg: impl FnOnce() -> Msg) {
+        if let Some(publisher) = self.relay.get() {
+            publisher.publish(&msg());
+        }
+    }
+
+    /// The room called `name`, made (without local members) if this node has none.
+    fn get_or_make(&self, name: &str) -> Option<Arc<Room>> {
+        let room_name = RoomName::new(name).ok()?.into_owned();
+        let folded = Folded::new(name)?;
+        if let Some(room) = sync::read(&self.map).get(&folded) {
+            return Some(room.clone());
+        }
+        let mut map = sync::write(&self.map);
+        let room = map.entry(folded).or_insert_with(|| {
+            Arc::new(Room {
+                name: room_name,
+                state: RwLock::new(State {
+                    members: HashMap::new(),
+                    remote: HashMap::new(),
+                    topic: None,
+                    modes: Modes::default(),
+                    created_ms: protocol::room::now_ms(),
+                }),
+                history: Mutex::new(History::new(self.budget.clone())),
+            })
+        });
+        Some(room.clone())
+    }
+
+    /// Every room, as the map holds them now.
+    fn all(&self) -> Vec<Arc<Room>> {
+        sync::read(&self.map).values().cloned().collect()
+    }
+
+    /// `who`, on `node`, entered `room`; local members told when `announce`.
+    pub fn remote_joined(&self, node: &Arc<str>, room: &str, who: &Seat, announce: bool) -> u64 {
+        let (Some(room), Some(key)) = (self.get_or_make(room), Folded::new(&who.nick)) else {
+            return 0;
+        };
+        let mut st = room.write();
+        st.remote.insert(key, remote(node, who));
+        if !announce {
+            return 0;
+        }
+        let event = Event::Join {
+            who: seat_who(who),
+            room: room.name.as_str(),
+        };
+        fanout(&st, None, &event)
+    }
+
+    /// `who` left `room`.
+    pub fn remote_parted(&self, room: &str, who: &Seat, reason: &str) -> u64 {
+        let (Some(room), Some(key)) = (self.get(room), Folded::new(&who.nick)) else {
+            return 0;
+        };
+        let fanned = {
+            let mut st = room.write();
+            if st.remote.remove(&key).is_none() {
+                return 0;
+            }
+            let event = Event::Part {
+                who: seat_who(who),
+                room: room.name.as_str(),
+                reason: (!reason.is_empty()).then_some(reason),
+            };
+            fanout(&st, None, &event)
+        };
+        self.drop_if_empty(&room);
+        fanned
+    }
+
+    /// `who`, on `node`, left the server: out of every room, each local member told once
+    /// (the lobby only when `announce_lobby`).
+    pub fn remote_quit(&self, node: &str, who: &Seat, reason: &str, announce_lobby: bool) -> u64 {
+        let Some(key) = Folded::new(&who.nick) else {
+            return 0;
+        };
+        let mut told: HashSet<u64> = HashSet::new();
+        let mut fanned = 0;
+        for room in self.all() {
+            let mut st = room.write();
+            if st.remote.get(&key).is_none_or(|r| &*r.node != node) {
+                continue;
+            }
+            st.remote.remove(&key);
+            if Arc::ptr_eq(&room, &self.lobby) && !announce_lobby {
+                continue;
+            }
+            let event = Event::Quit {
+                who: seat_who(who),
+                room: room.name.as_str(),
+                reason,
+            };
+            let mut encoded = Encoded::new(&event);
+            for (mid, m) in &st.members {
+                if told.insert(*mid) {
+                    let bytes = encoded.bytes(m.conn.wire());
+                    if !bytes.is_empty() {
+                        let _ = m.conn.outbox.push(bytes);
+                        fanned += 1;
+                    }
+                }
+            }
+            drop(st);
+            self.drop_if_empty(&room);
+        }
+        fanned
+    }
+
+    /// Every member on `node` is gone (the node stopped, or was cut off for a lease): each
+    /// leaves every room, local members told.
+    pub fn forget_node(&self, node: &str, announce_lobby: bool) -> u64 {
+        let mut gone: Vec<Seat> = Vec::new();
+        for room in self.all() {
+            for r in room.read().remote.values() {
+                if &*r.node == node && !gone.iter().any(|g| *g.nick == *r.nick) {
+                    gone.push(Seat {
+                        nick: r.nick.to_string(),
+                        userhost: r.userhost.as_deref().unwrap_or_default().to_owned(),
+                    });
+                }
+            }
+        }
+        gone.iter()
+            .map(|who| self.remote_quit(node, who, "node lost", announce_lobby))
+            .sum()
+    }
+
+    /// `who` said `text` in `room`: fanned out here and kept in the history.
+    pub fn remote_said(
+        &self,
+        room: &str,
+        who: &Seat,
+        text: &Text<'_>,
+        notice: bool,
+        time_ms: u64,
+    ) -> u64 {
+        let Some(room) = self.get(room) else {
+            return 0;
+        };
+        let event = Event::Message {
+            from: seat_who(who),
+            to: Target::Room(room.name.as_str()),
+            text,
+            notice,
+            time_ms,
+        };
+        let st = room.read();
+        let fanned = fanout(&st, None, &event);
+        let mut history = sync::lock(&room.history);
+        if history.enabled() {
+            let userhost = (!who.userhost.is_empty()).then(|| Arc::from(who.userhost.as_str()));
+            history.push(Entry {
+                time_ms,
+                nick: Arc::from(who.nick.as_str()),
+                userhost,
+                text: text.clone().into_owned(),
+                notice,
+            });
+        }
+        fanned
+    }
+
+    /// `who` set the topic of `room` (empty: cleared).
+    pub fn remote_topic(&self, room: &str, who: &Seat, text: &str) -> u64 {
+        let Some(room) = self.get(room) else {
+            return 0;
+        };
+        let Ok(topic) = Text::new(text, usize::MAX) else {
+            return 0;
+        };
+        let mut st = room.write();
+        st.topic = (!text.is_empty()).then(|| Topic {
+            text: topic.into_owned(),
+            by: Arc::from(who.nick.as_str()),
+            at_ms: protocol::room::now_ms(),
+        });
+        let event = Event::Topic {
+            who: seat_who(who),
+            room: room.name.as_str(),
+            text,
+        };
+        fanout(&st, None, &event)
+    }
+
+    /// `who`, on `node`, is now called `new`: renamed in every room, local members told once.
+    pub fn remote_nick(&self, node: &str, who: &Seat, new: &str) -> u64 {
+        let (Some(old_key), Some(new_key)) = (Folded::new(&who.nick), Folded::new(new)) else {
+            return 0;
+        };
+        let nick: Arc<str> = Arc::from(new);
+        let event = Event::Nick {
+            who: seat_who(who),
+            new: &nick,
+        };
+        let mut encoded = Encoded::new(&event);
+        let mut told: HashSet<u64> = HashSet::new();
+        let mut fanned = 0;
+        for room in self.all() {
+            let mut st = room.write();
+            if st.remote.get(&old_key).is_none_or(|r| &*r.node != node) {
+                continue;
+            }
+            if let Some(mut r) = st.remote.remove(&old_key) {
+                r.nick = nick.clone();
+                st.remote.insert(new_key, r);
+            }
+            for (mid, m) in &st.members {
+                if told.insert(*mid) {
+                    let bytes = encoded.bytes(m.conn.wire());
+                    if !bytes.is_empty() {
+                        let _ = m.conn.outbox.push(bytes);
+                        fanned += 1;
+                    }
+                }
+            }
+        }
+        fanned
+    }
+
+    /// Operator `by` put `nick` out of `room` (a member here or on another node).
+    pub fn remote_kicked(&self, room: &str, by: &Seat, nick: &str, reason: &str) -> u64 {
+        let Some(room) = self.get(room) else {
+            return 0;
+        };
+        let fanned = {
+            let mut st = room.write();
+            let event = Event::Kick {
+                by: seat_who(by),
+                room: room.name.as_str(),
+                nick,
+                reason,
+            };
+            let n = fanout(&st, None, &event);
+            let local = st
+                .members
+                .iter()
+                .find(|(_, m)| m.nick.eq_ignore_ascii_case(nick))
+                .map(|(id, _)| *id);
+            match local {
+                Some(id) => drop(st.members.remove(&id)),
+                None => drop(Folded::new(nick).and_then(|k| st.remote.remove(&k))),
+            }
+            n
+        };
+        self.drop_if_empty(&room);
+        fanned
+    }
+
+    /// What `node` holds, from its snapshot: replaces everything known of its members.
+    pub fn replace_node(&self, node: &Arc<str>, rooms: &[RoomSeats]) {
+        for room in self.all() {
+            let mut st = room.write();
+            st.remote.retain(|_, r| r.node != *node);
+            drop(st);
+            self.drop_if_empty(&room);
+        }
+        for seats in rooms {
+            let Some(room) = self.get_or_make(&seats.room) else {
+                continue;
+            };
+            let mut st = room.write();
+            for who in &seats.members {
+                if let Some(key) = Folded::new(&who.nick) {
+                    st.remote.insert(key, remote(node, who));
+                }
+            }
+            if st.topic.is_none() && !seats.topic.is_empty() {
+                if let Ok(text) = Text::new(&seats.topic, usize::MAX) {
+                    st.topic = Some(Topic {
+                        text: text.into_owned(),
+                        by: Arc::from(seats.topic_by.as_str()),
+                        at_ms: protocol::room::now_ms(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// This node's members of every room, for another node's snapshot of it.
+    pub fn snapshot(&self) -> Vec<RoomSeats> {
+        let mut out = Vec::new();
+        for room in self.all() {
+            let st = room.read();
+            if st.members.is_empty() {
+                continue;
+            }
+            out.push(RoomSeats {
+                room: room.name.as_str().to_owned(),
+                topic: st
+                    .topic
+                    .as_ref()
+                    .map(|t| t.text.as_str().to_owned())
+                    .unwrap_or_default(),
+                topic_by: st
+                    .topic
+                    .as_ref()
+                    .map(|t| t.by.to_string())
+                    .unwrap_or_default(),
+                members: st.members.values().map(|m| seat(m.who())).collect(),
+            });
+        }
+        out
     }
 }
 
@@ -580,7 +1000,7 @@ fn check_entry(st: &State, id: u64, key: Option<&str>) -> Result<(), EnterError>
             return Err(EnterError::Locked);
         }
     }
-    if st.modes.limit.is_some_and(|l| st.members.len() >= l) {
+    if st.modes.limit.is_some_and(|l| st.size() >= l) {
         return Err(EnterError::Full);
     }
     Ok(())

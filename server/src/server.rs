@@ -46,7 +46,7 @@ pub async fn run_doors(
     shutdown: Shutdown,
 ) -> io::Result<()> {
     let cluster = match &config.cluster {
-        Some(url) => Some(Cluster::start(url)?),
+        Some(url) => Some(Cluster::start(url, config.cluster_lease)?),
         None => None,
     };
     let services = Arc::new(Services::open(
@@ -69,6 +69,7 @@ pub async fn run_doors(
             }
         };
         rt::spawn(cluster.link.clone().run(on_up));
+        crate::cluster::bus::start(&hub, cluster);
     }
     rt::spawn(hub.flusher.clone().run());
     rt::spawn(hub.pacer.clone().run());

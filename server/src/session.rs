@@ -15,6 +15,7 @@ use protocol::text::payload_str;
 use protocol::{Command, Name, ParseErrorKind, Reply, Sender, Text, TextError};
 
 use crate::accounts::SignupError;
+use crate::cluster::Over;
 use crate::hub::{Conn, Hub, Joined};
 use crate::places::Places;
 use crate::reason::Disconnect;
@@ -53,6 +54,9 @@ pub enum Deferred {
     Signup(Name<'static>, Secret),
     /// Check an account's password and take its name.
     Auth(Name<'static>, Secret),
+    /// Take this name in the cluster (a lease in Redis), then JOIN (`false`) or LOGIN
+    /// (`true`) as usual.
+    Claim(Name<'static>, bool),
     /// Verify and deliver a structured broadcast.
     Post(
         Sender<'static>,
@@ -296,6 +300,12 @@ impl Session {
 
     fn execute(&mut self, command: Command<'_>, settled: Settled) -> Step {
         match command {
+            Command::Join(name) if self.hub.cluster.is_some() && self.name.is_none() => {
+                return Step::Later(Deferred::Claim(name.into_owned(), false));
+            }
+            Command::Login(name) if self.hub.cluster.is_some() && self.name.is_none() => {
+                return Step::Later(Deferred::Claim(name.into_owned(), true));
+            }
             Command::Join(name) => return Step::Done(self.join(name.into_owned(), false)),
             Command::Login(name) => return Step::Done(self.login(name.into_owned())),
             Command::List => {
@@ -421,7 +431,7 @@ impl Session {
                 return self.reply(Reply::Failed("the account could not be stored"));
             }
         }
-        self.take(name);
+        self.take(name).await;
     }
 
     /// AUTH, after the back-off check: hash and compare, then take the name.
@@ -436,15 +446,44 @@ impl Session {
             return self.reply(Reply::AuthFailed);
         }
         info!("{} proved account {name}", self.conn.label);
-        self.take(name);
+        self.take(name).await;
+    }
+
+    /// JOIN or LOGIN in a cluster: the name's lease first (exactly one node wins a race for
+    /// it; see [`Hub::claim_name`]), then the local join.
+    async fn claim(&mut self, name: Name<'static>, login: bool) {
+        let free_here = self.name.is_none()
+            && !self.services.accounts.exists(name.as_str())
+            && self.hub.user(name.as_str()).is_none();
+        if free_here && !self.hub.claim_name(&name, self.conn.id, Over::Stale).await {
+            info!(
+                "{} refused: {name} is taken on another node",
+                self.conn.label
+            );
+            return self.reply(Reply::NameTaken(&name));
+        }
+        let flow = if login {
+            self.login(name.clone())
+        } else {
+            self.join(name.clone(), false)
+        };
+        if free_here && self.name.as_ref() != Some(&name) {
+            // Refused here after all (taken meanwhile, or the server is full).
+            self.hub.release_lease(&name, self.conn.id);
+        }
+        if flow == Flow::Close {
+            self.conn.outbox.finish();
+        }
     }
 
     /// Takes a proven account's name, from an older connection if need be.
-    fn take(&mut self, name: Name<'static>) {
+    async fn take(&mut self, name: Name<'static>) {
         if self.name.is_some() {
             // Another command took a name while the hash ran.
             return self.reply(Reply::AuthFailed);
         }
+        // A proven account takes its name's lease from whoever holds it, anywhere.
+        self.hub.claim_name(&name, self.conn.id, Over::Anyone).await;
         match self.hub.take_over(&self.conn, &name) {
             (Joined::Yes, old) => {
                 if let Some(old) = old {
@@ -474,6 +513,7 @@ impl Session {
     pub async fn complete(&mut self, step: Deferred) {
         match step {
             Deferred::Compose(to, text) => self.compose(&to, &text).await,
+            Deferred::Claim(name, login) => self.claim(name, login).await,
             Deferred::Register(machine) => self.register(machine).await,
             Deferred::Deregister => self.deregister().await,
             Deferred::Post(sender, subject, body) => self.post(sender, subject, body).await,
@@ -558,8 +598,7 @@ impl Session {
         self.reply(reply);
         if stored && to.as_str() != self.name_str() {
             // Tell the recipient, if on the chat port now, that mail is waiting.
-            self.hub
-                .send_to(to.as_str(), &Reply::MailArrived(self.name_str()));
+            self.hub.mail_arrived(to.as_str(), self.name_str());
         }
     }
 

@@ -11,13 +11,18 @@
 //!
 //! Every key lives under the `chat:` prefix (see [`key`]).
 
+pub(crate) mod bus;
 pub(crate) mod link;
+pub(crate) mod names;
+pub(crate) mod wire;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use log::{error, info, warn};
 
 pub use link::{Link, Unavailable};
+pub use names::{Claim, Over};
 
 /// A key in the cluster's name space: `chat:<kind>:<rest>`.
 pub fn key(kind: &str, rest: &str) -> String {
@@ -37,12 +42,18 @@ pub struct Cluster {
     pub node: Arc<str>,
     /// The command connection.
     pub link: Arc<Link>,
+    /// This node's name leases.
+    pub leases: names::Leases,
+    /// Sends to the other nodes.
+    pub publisher: Arc<bus::Publisher>,
+    /// When each other node was last heard from.
+    pub peers: bus::Peers,
 }
 
 impl Cluster {
     /// Joins the cluster whose Redis is at `url`. Redis need not be up yet: the link connects
     /// (and reconnects) in the background, and checks Redis's durability each time.
-    pub fn start(url: &str) -> std::io::Result<Arc<Cluster>> {
+    pub fn start(url: &str, lease: Duration) -> std::io::Result<Arc<Cluster>> {
         let link = Link::new(url).map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -50,8 +61,17 @@ impl Cluster {
             )
         })?;
         let node: Arc<str> = Arc::from(new_node_id());
-        info!("cluster node {node}, Redis at {}", link.address);
-        Ok(Arc::new(Cluster { node, link }))
+        info!(
+            "cluster node {node}, Redis at {}, name lease {lease:?}",
+            link.address
+        );
+        Ok(Arc::new(Cluster {
+            leases: names::Leases::new(&node, lease),
+            publisher: bus::Publisher::new(&node),
+            peers: Mutex::new(Default::default()),
+            node,
+            link,
+        }))
     }
 
     /// Checks that Redis makes a write durable before it answers (`appendonly yes` and

@@ -26,6 +26,7 @@ use protocol::irc::{put_line, LineError, Message};
 use protocol::text::MAX_NAME;
 use protocol::{Name, RoomName, Stamp, Text};
 
+use crate::cluster::Over;
 use crate::connection::{flood_bucket, next_payload};
 use crate::event::{Event, IrcCaps, Target, Who};
 use crate::history::Entry;
@@ -86,6 +87,11 @@ pub async fn serve(
             drop(password);
             irc.proved(name, ok);
         }
+        if let Some((name, over)) = irc.claiming.take() {
+            // Boxed too: only a clustered registration or rename waits on Redis.
+            let ok = Box::pin(hub.claim_name(&name, conn.id, over)).await;
+            irc.claimed(name, ok);
+        }
     }
     let reason = irc
         .quit_reason
@@ -114,6 +120,11 @@ struct Irc {
     proving: Option<(Name<'static>, String)>,
     /// The account this connection proved with SASL.
     account: Option<Name<'static>>,
+    /// A nick whose cluster lease the serve loop takes before registration or a rename
+    /// goes on, and how.
+    claiming: Option<(Name<'static>, Over)>,
+    /// The nick whose cluster lease this connection holds.
+    leased: Option<Name<'static>>,
     /// Host shown in its prefix (the peer's address).
     host: String,
     /// The nick asked for before registration.
@@ -165,6 +176,8 @@ impl Irc {
             sasl: None,
             proving: None,
             account: None,
+            claiming: None,
+            leased: None,
             host,
             want_nick: None,
             user: None,
@@ -405,6 +418,14 @@ impl Irc {
                 );
             }
             let new = name.into_owned();
+            let differs = !old.as_str().eq_ignore_ascii_case(new.as_str());
+            if self.hub.cluster.is_some() && differs && self.leased.as_ref() != Some(&new) {
+                if self.hub.user(wanted).is_some() {
+                    return self.num("433", &[wanted], Some("Nickname is already in use"));
+                }
+                self.claiming = Some((new, Over::Stale));
+                return;
+            }
             if !self.hub.rename(&self.conn, &old, &new) {
                 return self.num("433", &[wanted], Some("Nickname is already in use"));
             }
@@ -417,6 +438,29 @@ impl Irc {
         }
         self.want_nick = Some(name.into_owned());
         self.register();
+    }
+
+    /// The outcome of the cluster lease the serve loop took for `name`: registration or the
+    /// rename goes on, or `433`.
+    fn claimed(&mut self, name: Name<'static>, ok: bool) {
+        if !ok {
+            return self.num("433", &[name.as_str()], Some("Nickname is already in use"));
+        }
+        self.leased = Some(name.clone());
+        match self.nick.clone() {
+            Some(old) => {
+                if self.hub.rename(&self.conn, &old, &name) {
+                    self.renamed(name);
+                } else {
+                    self.hub.release_lease(&name, self.conn.id);
+                    self.num("433", &[name.as_str()], Some("Nickname is already in use"));
+                }
+            }
+            None => {
+                self.want_nick = Some(name);
+                self.register();
+            }
+        }
     }
 
     /// Whether `nick` has an account that this connection has not proved.
@@ -571,6 +615,17 @@ impl Irc {
                 Some("Nickname is reserved: it has an account; sign in with SASL PLAIN"),
             );
         }
+        if self.hub.cluster.is_some() && self.leased.as_ref() != Some(&name) {
+            let over = if self.owns(name.as_str()) {
+                Over::Anyone
+            } else if self.hub.user(name.as_str()).is_some() {
+                return self.num("433", &[name.as_str()], Some("Nickname is already in use"));
+            } else {
+                Over::Stale
+            };
+            self.claiming = Some((name, over));
+            return;
+        }
         let joined = if self.owns(name.as_str()) {
             let (joined, old) = self.hub.take_over(&self.conn, &name);
             if let Some(old) = old {
@@ -584,6 +639,10 @@ impl Irc {
         } else {
             self.hub.join(&self.conn, &name)
         };
+        if joined != Joined::Yes && self.leased.as_ref() == Some(&name) {
+            self.hub.release_lease(&name, self.conn.id);
+            self.leased = None;
+        }
         match joined {
             Joined::Yes => {}
             Joined::Taken => {
@@ -848,6 +907,8 @@ impl Irc {
                 s
             })
             .collect();
+        // Members on the other nodes of a cluster (their modes stay with their node).
+        names.extend(st.remote.values().map(|r| r.nick.to_string()));
         names.sort();
         let mut line = String::new();
         for n in names {
@@ -881,7 +942,7 @@ impl Irc {
     fn leave(&mut self, room: &Arc<Room>, reason: Option<&str>) -> bool {
         let id = self.conn.id;
         let chan = room.name.as_str();
-        let left = self.hub.rooms.leave(room, id, |m| {
+        let left = self.hub.rooms.leave(room, id, reason, |m| {
             let who = m.who();
             let event = Event::Part {
                 who,
@@ -959,7 +1020,19 @@ impl Irc {
                 continue;
             }
             let Some((name, to)) = self.hub.user(target) else {
-                if !notice {
+                let event = Event::Message {
+                    from: self.who(),
+                    to: Target::User(target),
+                    text: &text,
+                    notice,
+                    time_ms: now,
+                };
+                if self.hub.deliver_remote(target, &event) {
+                    if echo {
+                        let wire = self.conn.wire();
+                        self.push(|out| event.render(wire, out));
+                    }
+                } else if !notice {
                     self.num("401", &[target], Some("No such nick/channel"));
                 }
                 continue;
