@@ -518,6 +518,10 @@ impl Hub {
         let Some((name, node)) = self.remote_user(to) else {
             return false;
         };
+        if !cluster.link.is_up() {
+            // Cut off from the other nodes: they cannot be reached now.
+            return false;
+        }
         cluster.publisher.direct(
             &node,
             &Msg::Direct {
