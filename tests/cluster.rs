@@ -635,8 +635,9 @@ mod unix {
     }
 
     /// Redis killed and restarted while two clients chat on one node: their chat never
-    /// stops; while Redis is down COMPOSE is refused (never `MESSAGE SENT`) and READ does not
-    /// pretend the mailbox is empty; once it is back the service heals without restarting a
+    /// stops; while Redis is down COMPOSE is refused (never `MESSAGE SENT`), READ does not
+    /// pretend the mailbox is empty and a MSG to another node is refused (`Unknown
+    /// Recipient`), not dropped; once it is back the service heals without restarting a
     /// node (COMPOSE, cross-node MSG and BCST, LIST), and no acknowledged mail is lost.
     #[test]
     fn redis_outage_keeps_local_chat_and_heals() {
@@ -703,6 +704,9 @@ mod unix {
             read != "READ ERROR" && !read.starts_with("FROM "),
             "READ while Redis was down (bob's mailbox holds one message): {read:?}"
         );
+        // A's link has seen Redis fail: a message for bob on B is refused, not dropped.
+        ann.send("MSG bob can you hear me?");
+        assert_eq!(reply(&mut ann), "Unknown Recipient");
         // Local chat on a node goes on.
         ann.send("BCST local chat still works");
         assert_eq!(reply(&mut cat), "ann BCST local chat still works");
