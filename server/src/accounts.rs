@@ -105,6 +105,8 @@ pub(crate) enum SignupError {
     Exists,
     /// Hashing or the file failed.
     Io(io::Error),
+    /// The cluster's Redis cannot be reached: nothing was created; try again later.
+    Unavailable,
 }
 
 /// The accounts, mirrored in `<dir>/accounts.txt`.
@@ -242,7 +244,13 @@ impl Accounts {
     /// Whether `password` is `name`'s. An unknown account costs the same hash as a known one.
     pub async fn check(&self, name: &str, password: &str) -> bool {
         let known_hash = sync::read(&self.hashes).get(&fold(name)).cloned();
-        let (stored, known) = match known_hash {
+        self.matches(password, known_hash).await
+    }
+
+    /// Whether `password` matches the PHC string `stored` (hashed on a hashing thread); with
+    /// no hash (an unknown account) it hashes against the dummy, and is `false`.
+    pub(crate) async fn matches(&self, password: &str, stored: Option<Arc<str>>) -> bool {
+        let (stored, known) = match stored {
             Some(stored) => (stored, true),
             None => (self.dummy.clone(), false),
         };
@@ -254,16 +262,23 @@ impl Accounts {
         known && matched
     }
 
+    /// The Argon2id PHC string of `password` with a fresh salt (on a hashing thread): what
+    /// an account stores, here or in the cluster's Redis.
+    pub(crate) async fn hash_password(&self, password: &str) -> io::Result<String> {
+        let password = password.to_owned();
+        self.hashing(move || hash(&password))
+            .await
+            .and_then(|hashed| hashed)
+    }
+
     /// Creates `name`'s account with `password`, durably, before returning.
     pub(crate) async fn create(&self, name: &str, password: &str) -> Result<(), SignupError> {
         if self.exists(name) {
             return Err(SignupError::Exists);
         }
-        let password = password.to_owned();
         let phc = self
-            .hashing(move || hash(&password))
+            .hash_password(password)
             .await
-            .and_then(|hashed| hashed)
             .map_err(SignupError::Io)?;
         let text = {
             let mut hashes = sync::write(&self.hashes);

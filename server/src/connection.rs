@@ -261,7 +261,8 @@ fn chat<'a>(
     }
 }
 
-/// The strict mailbox door: exactly seed 001, and any error drops the connection at once.
+/// The strict mailbox door: exactly seed 001, and any error drops the connection at once
+/// (a mailbox that cannot be read, the cluster's Redis out of reach, included).
 async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, reader: &mut Reader) {
     let mut bucket = flood_bucket(&hub.config);
     let mut user: Option<Name<'static>> = None;
@@ -279,10 +280,11 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
             Box::pin(services.store.loaded()).await;
         }
         // A name that got an account since this session's LOGIN is no longer this door's.
-        if let Some(me) = user
-            .as_ref()
-            .filter(|me| services.accounts.exists(me.as_str()))
-        {
+        let claimed = match &user {
+            Some(me) => Box::pin(services.has_account(me.as_str())).await,
+            None => false,
+        };
+        if let Some(me) = user.as_ref().filter(|_| claimed) {
             warn!(
                 "{} mailbox: {me} now has an account, which this door cannot prove; dropping",
                 conn.label
@@ -305,18 +307,30 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
             continue;
         }
         match (MailCommand::parse(line), &user) {
-            (Some(MailCommand::Login(name)), None) if services.accounts.exists(name.as_str()) => {
-                warn!(
-                    "{} mailbox: LOGIN {name} refused: the name has an account, which this door \
-                     cannot prove; dropping the connection",
-                    conn.label
-                );
-                break;
-            }
             (Some(MailCommand::Login(name)), None) => {
+                if Box::pin(services.has_account(name.as_str())).await {
+                    warn!(
+                        "{} mailbox: LOGIN {name} refused: the name has an account, which this \
+                         door cannot prove; dropping the connection",
+                        conn.label
+                    );
+                    break;
+                }
                 info!("{} mailbox: LOGIN {name}", conn.label);
-                let count = services.store.count(name.as_str());
-                let _ = conn.send(&Reply::MailCount(count));
+                match Box::pin(services.count(name.as_str())).await {
+                    Ok(count) => {
+                        let _ = conn.send(&Reply::MailCount(count));
+                    }
+                    Err(e) => {
+                        warn!(
+                            "{} mailbox: LOGIN {name}: the mailbox cannot be read; dropping the \
+                             connection: {}",
+                            conn.label,
+                            e.cause()
+                        );
+                        break;
+                    }
+                }
                 user = Some(name.into_owned());
             }
             (Some(MailCommand::Compose(to)), Some(_)) => compose_to = Some(to.into_owned()),
@@ -331,8 +345,9 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
                     Err(e) => {
                         warn!(
                             "{} mailbox: READ {me}: the removal could not be written, nothing \
-                             removed; dropping the connection: {e}",
-                            conn.label
+                             removed; dropping the connection: {}",
+                            conn.label,
+                            e.cause()
                         );
                         break;
                     }

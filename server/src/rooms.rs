@@ -1231,4 +1231,82 @@ mod tests {
             .enter(&room("#dev"), b.member.clone(), Some("k"), false, |_, _| {})
             .is_ok());
     }
+
+    fn seat_of(nick: &str) -> Seat {
+        Seat {
+            nick: nick.into(),
+            userhost: String::new(),
+        }
+    }
+
+    #[test]
+    fn remote_members_count_hear_and_leave_with_their_node() {
+        let flusher = Flusher::new(1 << 20);
+        let rooms = Rooms::new(10, 1 << 20, 20);
+        let a = peer(1, "ann", &flusher, false);
+        let (dev, _) = rooms
+            .enter(&room("#dev"), a.member.clone(), None, true, |_, _| {})
+            .unwrap();
+        let node: Arc<str> = Arc::from("n2");
+        let before = queued(&a);
+        assert_eq!(rooms.remote_joined(&node, "#dev", &seat_of("zed"), true), 1);
+        assert!(queued(&a) > before, "ann is told zed entered");
+        // A room only another node has members in exists here too (for its history).
+        assert_eq!(rooms.remote_joined(&node, "#far", &seat_of("zed"), true), 0);
+        let listed = rooms.list();
+        let count = |name: &str| listed.iter().find(|r| r.0.as_str() == name).map(|r| r.1);
+        assert_eq!(count("#dev"), Some(2));
+        assert_eq!(count("#far"), Some(1));
+        // What zed says is fanned out here and kept: a joiner here sees it as history.
+        let n = rooms.remote_said("#far", &seat_of("zed"), &text("hello"), false, 7);
+        assert_eq!(n, 0, "nobody here is in #far yet");
+        let far = rooms.get("#far").unwrap();
+        assert_eq!(far.history().len(), 1);
+        assert_eq!(far.history()[0].time_ms, 7);
+        // A kick here of a member there takes them out here (and is relayed there).
+        assert!(rooms.kick(&dev, 1, "ZED", "out").is_ok());
+        assert_eq!(dev.read().size(), 1);
+        // The node goes away: its members leave every room, and an emptied room goes.
+        assert!(rooms.forget_node("n2", true) <= 1);
+        assert!(rooms.get("#far").is_none());
+        assert_eq!(dev.read().size(), 1);
+    }
+
+    #[test]
+    fn a_snapshot_replaces_what_was_known_of_a_node() {
+        let flusher = Flusher::new(1 << 20);
+        let rooms = Rooms::new(10, 1 << 20, 20);
+        let a = peer(1, "ann", &flusher, false);
+        rooms
+            .enter(&room("#dev"), a.member.clone(), None, true, |_, _| {})
+            .unwrap();
+        let node: Arc<str> = Arc::from("n2");
+        rooms.remote_joined(&node, "#dev", &seat_of("old"), false);
+        rooms.replace_node(
+            &node,
+            &[RoomSeats {
+                room: "#dev".into(),
+                topic: "plans".into(),
+                topic_by: "zed".into(),
+                members: vec![seat_of("zed"), seat_of("yan")],
+            }],
+        );
+        let dev = rooms.get("#dev").unwrap();
+        let st = dev.read();
+        let mut nicks: Vec<&str> = st.remote.values().map(|r| &*r.nick).collect();
+        nicks.sort();
+        assert_eq!(nicks, ["yan", "zed"]);
+        assert_eq!(st.topic.as_ref().map(|t| t.text.as_str()), Some("plans"));
+        drop(st);
+        // This node's own snapshot lists only its own members.
+        let mine = rooms.snapshot();
+        let dev_seats = mine.iter().find(|r| r.room == "#dev").unwrap();
+        assert_eq!(dev_seats.members, vec![seat_of("ann")]);
+        // A rename there renames everywhere here; a quit there leaves every room here.
+        rooms.remote_nick("n2", &seat_of("zed"), "zoe");
+        assert!(dev.read().remote.values().any(|r| &*r.nick == "zoe"));
+        rooms.remote_quit("n2", &seat_of("zoe"), "bye", true);
+        rooms.remote_parted("#dev", &seat_of("yan"), "");
+        assert_eq!(dev.read().size(), 1);
+    }
 }

@@ -62,14 +62,17 @@ pub async fn run_doors(
     let hub = Arc::new(Hub::new(config, shutdown.clone(), cluster.clone()));
     if let Some(cluster) = &cluster {
         let on_up = {
-            let cluster = cluster.clone();
+            let (cluster, services) = (cluster.clone(), services.clone());
             move || {
                 let cluster = cluster.clone();
                 rt::spawn(async move { cluster.check_durability().await });
+                let services = services.clone();
+                rt::spawn(async move { services.cluster_up().await });
             }
         };
         rt::spawn(cluster.link.clone().run(on_up));
-        crate::cluster::bus::start(&hub, cluster);
+        crate::cluster::bus::start(&hub, &services, cluster);
+        rt::spawn(services.clone().keep_holds(shutdown.clone()));
     }
     rt::spawn(hub.flusher.clone().run());
     rt::spawn(hub.pacer.clone().run());

@@ -20,7 +20,7 @@ use crate::hub::{Conn, Hub, Joined};
 use crate::places::Places;
 use crate::reason::Disconnect;
 use crate::registry::Owner;
-use crate::services::Services;
+use crate::services::{Proof, Services};
 
 /// What the connection does after a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,11 +41,15 @@ pub enum Step {
     Later(Deferred),
 }
 
-/// A command that waits on the mailbox store or the registry file.
+/// A command that waits on the mailbox store, the registry file or the cluster's Redis.
 #[derive(Debug)]
 pub enum Deferred {
     /// Store this text in that mailbox.
     Compose(Name<'static>, String),
+    /// Hand out the oldest message nobody holds (READ).
+    Read,
+    /// Tell how many messages the mailbox holds (LOGIN's answer).
+    Count,
     /// Register this machine.
     Register(Name<'static>),
     /// Deregister this connection's machine.
@@ -187,15 +191,16 @@ impl Session {
             return;
         };
         let user = self.name.as_ref().map_or("", |n| n.as_str());
-        match self.services.store.remove(user, id).await {
+        match self.services.remove(user, id, self.conn.id).await {
             Ok(()) => {
                 self.held = None;
                 self.settled = Settled::Removed;
             }
             Err(e) => {
                 error!(
-                    "{} {user}: acknowledging message {id} failed: {e}",
-                    self.conn.label
+                    "{} {user}: acknowledging message {id} failed: {}",
+                    self.conn.label,
+                    e.cause()
                 );
                 self.settled = Settled::Failed;
                 let detail = format!("the mailbox could not be updated: {e}; nothing was removed");
@@ -307,7 +312,7 @@ impl Session {
                 return Step::Later(Deferred::Claim(name.into_owned(), true));
             }
             Command::Join(name) => return Step::Done(self.join(name.into_owned(), false)),
-            Command::Login(name) => return Step::Done(self.login(name.into_owned())),
+            Command::Login(name) => return self.login(name.into_owned()),
             Command::List => {
                 let names = self.hub.names();
                 self.reply(Reply::Users(&names));
@@ -338,7 +343,7 @@ impl Session {
             Command::Compose(to) => self.pending = Pending::ComposeText(to.into_owned()),
             // Still holding: acknowledging failed and said so; that is this READ's answer.
             Command::Read if self.held.is_some() => {}
-            Command::Read => self.read(),
+            Command::Read => return Step::Later(Deferred::Read),
             Command::Ack => match settled {
                 Settled::Removed => self.reply(Reply::Acked),
                 Settled::Nothing => self.reply(Reply::NothingToAck),
@@ -408,19 +413,15 @@ impl Session {
 
     /// SIGNUP, after the checks: hash, store durably, then take the name.
     async fn signup(&mut self, name: Name<'static>, secret: Secret) {
-        if self.hub.user(name.as_str()).is_some() && !self.services.accounts.exists(name.as_str()) {
+        if self.hub.user(name.as_str()).is_some() && !self.services.has_account(name.as_str()).await
+        {
             info!(
                 "{} SIGNUP {name} refused: the name is in use",
                 self.conn.label
             );
             return self.reply(Reply::NameTaken(&name));
         }
-        match self
-            .services
-            .accounts
-            .create(name.as_str(), &secret.0)
-            .await
-        {
+        match self.services.create_account(name.as_str(), &secret.0).await {
             Ok(()) => info!("{} created account {name}", self.conn.label),
             Err(SignupError::Exists) => {
                 info!("{} SIGNUP {name} refused: account exists", self.conn.label);
@@ -430,20 +431,35 @@ impl Session {
                 log::error!("accounts.txt write failed: {e}");
                 return self.reply(Reply::Failed("the account could not be stored"));
             }
+            Err(SignupError::Unavailable) => {
+                let detail = format!(
+                    "the account could not be stored: {}",
+                    crate::services::TEMPORARY
+                );
+                return self.reply(Reply::Failed(&detail));
+            }
         }
         self.take(name).await;
     }
 
     /// AUTH, after the back-off check: hash and compare, then take the name.
     async fn auth(&mut self, name: Name<'static>, secret: Secret) {
-        let ok = self
+        let proof = self
             .services
-            .authenticate(name.as_str(), &secret.0, &self.origin.ip)
+            .prove(name.as_str(), &secret.0, &self.origin.ip)
             .await;
         drop(secret);
-        if !ok {
-            warn!("{} AUTH {name} failed", self.conn.label);
-            return self.reply(Reply::AuthFailed);
+        match proof {
+            Proof::Proven => {}
+            Proof::Refused => {
+                warn!("{} AUTH {name} failed", self.conn.label);
+                return self.reply(Reply::AuthFailed);
+            }
+            Proof::Unavailable => {
+                warn!("{} AUTH {name}: accounts unreachable", self.conn.label);
+                let detail = format!("accounts cannot be checked: {}", crate::services::TEMPORARY);
+                return self.reply(Reply::Failed(&detail));
+            }
         }
         info!("{} proved account {name}", self.conn.label);
         self.take(name).await;
@@ -452,9 +468,11 @@ impl Session {
     /// JOIN or LOGIN in a cluster: the name's lease first (exactly one node wins a race for
     /// it; see [`Hub::claim_name`]), then the local join.
     async fn claim(&mut self, name: Name<'static>, login: bool) {
-        let free_here = self.name.is_none()
-            && !self.services.accounts.exists(name.as_str())
-            && self.hub.user(name.as_str()).is_none();
+        if self.name.is_none() && self.services.has_account(name.as_str()).await {
+            info!("{} refused: {name} has an account", self.conn.label);
+            return self.reply(Reply::PasswordRequired(&name));
+        }
+        let free_here = self.name.is_none() && self.hub.user(name.as_str()).is_none();
         if free_here && !self.hub.claim_name(&name, self.conn.id, Over::Stale).await {
             info!(
                 "{} refused: {name} is taken on another node",
@@ -463,7 +481,14 @@ impl Session {
             return self.reply(Reply::NameTaken(&name));
         }
         let flow = if login {
-            self.login(name.clone())
+            match self.login(name.clone()) {
+                Step::Done(flow) => flow,
+                // LOGIN defers only its count.
+                Step::Later(_) => {
+                    self.count().await;
+                    Flow::Continue
+                }
+            }
         } else {
             self.join(name.clone(), false)
         };
@@ -514,6 +539,8 @@ impl Session {
         match step {
             Deferred::Compose(to, text) => self.compose(&to, &text).await,
             Deferred::Claim(name, login) => self.claim(name, login).await,
+            Deferred::Read => self.read().await,
+            Deferred::Count => self.count().await,
             Deferred::Register(machine) => self.register(machine).await,
             Deferred::Deregister => self.deregister().await,
             Deferred::Post(sender, subject, body) => self.post(sender, subject, body).await,
@@ -568,23 +595,35 @@ impl Session {
         }
     }
 
-    /// LOGIN: take the name (unless this connection already has it) and report the mailbox.
-    fn login(&mut self, name: Name<'static>) -> Flow {
+    /// LOGIN: take the name (unless this connection already has it), then report the
+    /// mailbox ([`Deferred::Count`]).
+    fn login(&mut self, name: Name<'static>) -> Step {
         match &self.name {
             Some(current) if *current == name => {}
             Some(current) => {
                 self.reply(Reply::AlreadyJoined(current));
-                return Flow::Continue;
+                return Step::Done(Flow::Continue);
             }
             None => {
                 let flow = self.join(name, true);
                 if self.name.is_none() {
-                    return flow;
+                    return Step::Done(flow);
                 }
             }
         }
-        self.reply(Reply::MailCount(self.services.store.count(self.name_str())));
-        Flow::Continue
+        Step::Later(Deferred::Count)
+    }
+
+    /// LOGIN's answer: how many messages the mailbox holds.
+    async fn count(&self) {
+        match self.services.count(self.name_str()).await {
+            Ok(count) => self.reply(Reply::MailCount(count)),
+            Err(e) => {
+                error!("{} LOGIN count failed: {}", self.conn.label, e.cause());
+                let detail = format!("the mailbox could not be read: {e}");
+                self.reply(Reply::Failed(&detail));
+            }
+        }
     }
 
     fn name_str(&self) -> &str {
@@ -603,9 +642,10 @@ impl Session {
     }
 
     /// READ: hands out the oldest message nobody holds; this connection holds it until its
-    /// next command acknowledges it. Writes nothing, so it answers even on a full disk.
-    fn read(&mut self) {
-        match self.services.store.take(self.name_str()) {
+    /// next command acknowledges it. Writes nothing locally, so it answers even on a full
+    /// disk.
+    async fn read(&mut self) {
+        match self.services.take(self.name_str(), self.conn.id).await {
             Ok(Some(held)) => {
                 self.held = Some(held.id);
                 self.reply(Reply::Mail {
@@ -615,7 +655,7 @@ impl Session {
             }
             Ok(None) => self.reply(Reply::ReadError),
             Err(e) => {
-                error!("{} READ failed: {e}", self.conn.label);
+                error!("{} READ failed: {}", self.conn.label, e.cause());
                 let detail = format!("the mailbox could not be read: {e}");
                 self.reply(Reply::Failed(&detail));
             }
@@ -661,11 +701,14 @@ impl Session {
             Ok(b) => b,
             Err(e) => return reply_to(Reply::InvalidBody(e)),
         };
-        let delivered = self
+        match self
             .services
             .post(&self.conn, &sender, &subject, &body)
-            .await;
-        reply_to(Reply::Posted(delivered));
+            .await
+        {
+            Ok(delivered) => reply_to(Reply::Posted(delivered)),
+            Err(e) => reply_to(Reply::Failed(&format!("the registry is {e}"))),
+        }
     }
 
     fn shutdown(&self) {
@@ -684,7 +727,7 @@ impl Session {
     pub async fn close(&mut self) {
         if let (Some(id), Some(name)) = (self.held.take(), &self.name) {
             // Never acknowledged: back to the front of the queue for the next reader.
-            self.services.store.release(name.as_str(), id);
+            self.services.release(name.as_str(), id, self.conn.id).await;
         }
         if let Some(name) = self.name.take() {
             if self.hub.leave(&self.conn, &name) {

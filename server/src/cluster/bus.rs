@@ -32,6 +32,7 @@ use crate::event::{Event, Target, Who};
 use crate::hub::Hub;
 use crate::reason::Disconnect;
 use crate::rt;
+use crate::services::Services;
 use crate::sync;
 
 /// Messages that may wait for the publisher before new ones are dropped.
@@ -143,16 +144,20 @@ impl Publisher {
 }
 
 /// Starts the node's cluster tasks: publisher, subscriber, heartbeat.
-pub fn start(hub: &Arc<Hub>, cluster: &Arc<Cluster>) {
+pub fn start(hub: &Arc<Hub>, services: &Arc<Services>, cluster: &Arc<Cluster>) {
     let _ = hub.rooms.relay.set(cluster.publisher.clone());
     rt::spawn(cluster.publisher.clone().run(cluster.link.clone()));
-    rt::spawn(subscribe_loop(hub.clone(), cluster.clone()));
+    rt::spawn(subscribe_loop(
+        hub.clone(),
+        services.clone(),
+        cluster.clone(),
+    ));
     rt::spawn(heartbeat_loop(hub.clone(), cluster.clone()));
 }
 
 /// Keeps a pub/sub connection subscribed to the bus and this node's channel, applying what
 /// arrives, for as long as the server runs.
-async fn subscribe_loop(hub: Arc<Hub>, cluster: Arc<Cluster>) {
+async fn subscribe_loop(hub: Arc<Hub>, services: Arc<Services>, cluster: Arc<Cluster>) {
     let mut pause = Duration::from_millis(100);
     while !hub.shutdown.is_triggered() {
         let subscribed = async {
@@ -194,7 +199,7 @@ async fn subscribe_loop(hub: Arc<Hub>, cluster: Arc<Cluster>) {
                 break;
             };
             match Msg::decode(m.get_payload_bytes()) {
-                Ok((origin, msg)) => apply(&hub, &cluster, &origin, msg),
+                Ok((origin, msg)) => apply(&hub, &services, &cluster, &origin, msg),
                 Err(e) => warn!("cluster bus: {e}"),
             }
         }
@@ -260,7 +265,7 @@ async fn heartbeat_loop(hub: Arc<Hub>, cluster: Arc<Cluster>) {
 }
 
 /// Applies one message from node `origin`.
-fn apply(hub: &Hub, cluster: &Cluster, origin: &str, msg: Msg) {
+fn apply(hub: &Hub, services: &Arc<Services>, cluster: &Cluster, origin: &str, msg: Msg) {
     if origin == &*cluster.node {
         return;
     }
@@ -335,6 +340,20 @@ fn apply(hub: &Hub, cluster: &Cluster, origin: &str, msg: Msg) {
         }
         Msg::Mail { to, from } => {
             hub.send_to(&to, &Reply::MailArrived(&from));
+            0
+        }
+        Msg::Post {
+            sender,
+            subject,
+            body,
+            machines,
+        } => {
+            let services = services.clone();
+            rt::spawn(async move {
+                services
+                    .post_from_elsewhere(&sender, &subject, &body, machines)
+                    .await;
+            });
             0
         }
         Msg::Evict { name } => {

@@ -11,9 +11,14 @@
 //!
 //! Every key lives under the `chat:` prefix (see [`key`]).
 
+pub(crate) mod accounts;
 pub(crate) mod bus;
 pub(crate) mod link;
+pub(crate) mod mail;
 pub(crate) mod names;
+pub(crate) mod registry;
+#[cfg(all(test, unix))]
+pub(crate) mod testredis;
 pub(crate) mod wire;
 
 use std::sync::{Arc, Mutex};

@@ -170,6 +170,78 @@ impl Leases {
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
+    #[test]
+    fn one_winner_release_renew_and_loss_against_a_real_redis() {
+        use crate::cluster::testredis::TestRedis;
+        let Some(redis) = TestRedis::start() else {
+            return;
+        };
+        async_std::task::block_on(async {
+            let link = redis.link().await;
+            let lease = Duration::from_secs(5);
+            let (a, b) = (Leases::new("nodeA", lease), Leases::new("nodeB", lease));
+            // A race of many claims for one name across two nodes: exactly one wins.
+            let claims = (0..20).map(|i| {
+                let (leases, link) = (if i % 2 == 0 { &a } else { &b }, &link);
+                async move { leases.claim(link, "alice", i, Over::Free).await }
+            });
+            let results = futures::future::join_all(claims).await;
+            let won = results
+                .iter()
+                .filter(|r| matches!(r, Ok(Claim::Won(_))))
+                .count();
+            assert_eq!(won, 1, "{results:?}");
+            let winner = results
+                .iter()
+                .position(|r| matches!(r, Ok(Claim::Won(_))))
+                .expect("a winner") as u64;
+            let (holder, other) = if winner % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            // Only the holder's own connection frees it; a stale lease of the holder's own
+            // node may be replaced by that node, never by another.
+            holder
+                .release(&link, "alice", winner + 100)
+                .await
+                .expect("release");
+            assert_eq!(
+                other.claim(&link, "alice", 7, Over::Stale).await,
+                Ok(Claim::Lost)
+            );
+            assert!(matches!(
+                holder.claim(&link, "alice", 99, Over::Stale).await,
+                Ok(Claim::Won(Some(_)))
+            ));
+            // Renewal keeps it; a name taken over by another node is reported lost.
+            assert_eq!(
+                holder.renew(&link, &[("alice".into(), 99)]).await,
+                Ok(vec![])
+            );
+            assert!(matches!(
+                other.claim(&link, "alice", 5, Over::Anyone).await,
+                Ok(Claim::Won(Some(_)))
+            ));
+            assert_eq!(
+                holder
+                    .renew(&link, &[("bob".into(), 1), ("alice".into(), 99)])
+                    .await,
+                Ok(vec![1])
+            );
+            // An expired lease is taken again by its holder's renewal.
+            other.release(&link, "alice", 5).await.expect("release");
+            assert_eq!(
+                holder.renew(&link, &[("alice".into(), 99)]).await,
+                Ok(vec![])
+            );
+            assert_eq!(
+                other.claim(&link, "alice", 1, Over::Free).await,
+                Ok(Claim::Lost)
+            );
+            // Redis gone: every call says so at once, none claims success.
+            redis.stop();
+            assert!(holder.claim(&link, "carol", 1, Over::Free).await.is_err());
+        });
+    }
+
     #[test]
     fn holder_values_name_their_node() {
         let h = holder("abc123", 42);

@@ -134,6 +134,17 @@ pub enum Msg {
         /// The sender.
         from: String,
     },
+    /// A machine's verified POST (seed 000), for the machines bound on the receiving nodes.
+    Post {
+        /// `user@machine`.
+        sender: String,
+        /// The subject.
+        subject: String,
+        /// The body.
+        body: String,
+        /// The registered machines the sending node does not speak for.
+        machines: Vec<String>,
+    },
     /// `name`'s account was proved on another node, which takes the name: the receiving
     /// node's holder is disconnected.
     Evict {
@@ -304,6 +315,19 @@ impl Msg {
                 w.0.push(14);
                 w.str(name);
             }
+            Msg::Post {
+                sender,
+                subject,
+                body,
+                machines,
+            } => {
+                w.0.push(15);
+                w.str(sender).str(subject).str(body);
+                w.num(machines.len() as u64);
+                for m in machines {
+                    w.str(m);
+                }
+            }
         }
         w.0
     }
@@ -388,6 +412,20 @@ impl Msg {
                 from: r.str()?,
             },
             14 => Msg::Evict { name: r.str()? },
+            15 => {
+                let (sender, subject, body) = (r.str()?, r.str()?, r.str()?);
+                let n = r.count(4)?;
+                let mut machines = Vec::with_capacity(n);
+                for _ in 0..n {
+                    machines.push(r.str()?);
+                }
+                Msg::Post {
+                    sender,
+                    subject,
+                    body,
+                    machines,
+                }
+            }
             _ => return Err(Malformed("unknown kind")),
         };
         if !r.0.is_empty() {
@@ -473,6 +511,12 @@ mod tests {
                 from: "a".into(),
             },
             Msg::Evict { name: "b".into() },
+            Msg::Post {
+                sender: "joe@merlin".into(),
+                subject: "s".into(),
+                body: "b".into(),
+                machines: vec!["camelot".into(), "avalon".into()],
+            },
         ]
     }
 

@@ -88,9 +88,12 @@ pub async fn serve(
             irc.proved(name, ok);
         }
         if let Some((name, over)) = irc.claiming.take() {
-            // Boxed too: only a clustered registration or rename waits on Redis.
-            let ok = Box::pin(hub.claim_name(&name, conn.id, over)).await;
-            irc.claimed(name, ok);
+            // Boxed too: only a clustered registration or rename waits on Redis. An
+            // account made on another node is known there, not yet here.
+            let reserved =
+                over != Over::Anyone && Box::pin(services.has_account(name.as_str())).await;
+            let ok = !reserved && Box::pin(hub.claim_name(&name, conn.id, over)).await;
+            irc.claimed(name, ok, reserved);
         }
     }
     let reason = irc
@@ -442,7 +445,14 @@ impl Irc {
 
     /// The outcome of the cluster lease the serve loop took for `name`: registration or the
     /// rename goes on, or `433`.
-    fn claimed(&mut self, name: Name<'static>, ok: bool) {
+    fn claimed(&mut self, name: Name<'static>, ok: bool, reserved: bool) {
+        if reserved {
+            return self.num(
+                "433",
+                &[name.as_str()],
+                Some("Nickname is reserved: it has an account; sign in with SASL PLAIN"),
+            );
+        }
         if !ok {
             return self.num("433", &[name.as_str()], Some("Nickname is already in use"));
         }
