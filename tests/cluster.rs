@@ -5,7 +5,9 @@
 //! node chats with the chat port on another. Under faults: fifty clients on three nodes race
 //! for one name; a node killed with `kill -9` frees its users' names within the lease and
 //! loses no acknowledged mail; Redis killed and restarted under traffic leaves local chat
-//! working, never acknowledges mail it could not store, and heals without restarting a node.
+//! working, never acknowledges mail it could not store, and heals without restarting a node;
+//! a name taken on two nodes while Redis was down is settled, one holder let go, when it
+//! returns.
 //!
 //! Each test starts its own Redis and nodes, so the tests run in parallel. What crosses
 //! nodes may lag a moment: tests wait for it with a deadline (polling), never a fixed sleep.
@@ -20,7 +22,7 @@ mod unix {
     use std::thread;
     use std::time::{Duration, Instant};
 
-    use chat_tests::{both_framings, other, Client, Framing, Redis, Server};
+    use chat_tests::{both_framings, other, Client, Framing, RecvError, Redis, Server};
 
     /// How long something that crosses nodes (a name in LIST, a node's link to Redis) may
     /// take to show.
@@ -745,6 +747,57 @@ mod unix {
         bob.expect(&format!("TEXT {sent}"));
         bob.send("READ");
         assert_eq!(reply(&mut bob), "READ ERROR");
+    }
+
+    /// While Redis is down, each node lets a name be taken that no node it knows of holds:
+    /// `zed` on A and `Zed` on B both get HELLO. When Redis is back the names are settled
+    /// without restarting a node: exactly one of the two keeps it, the other is told why and
+    /// disconnected, and LIST agrees everywhere.
+    #[test]
+    fn a_name_taken_on_two_nodes_while_redis_is_down_is_settled_when_it_returns() {
+        let Some(mut c) = Cluster::plain(2) else {
+            return;
+        };
+        c.await_fanout();
+        c.redis.kill9();
+        let mut a = c.client(0, Framing::Line);
+        a.join("zed");
+        let mut b = c.client(1, Framing::Framed);
+        b.join("Zed");
+        c.redis.restart();
+
+        let lost = "* ERROR your name was taken on another server while this one was cut off";
+        let mut seen: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+        let loser = eventually("one of the two holders is let go", HEAL, || {
+            for (i, x) in [&mut a, &mut b].into_iter().enumerate() {
+                match x.next_message(POLL) {
+                    Ok(m) => seen[i].push(m),
+                    Err(RecvError::Closed) if seen[i].iter().any(|m| m == lost) => {
+                        return Ok(i);
+                    }
+                    Err(RecvError::Closed) => {
+                        return Err(format!("holder {i} closed after {:?}", seen[i]))
+                    }
+                    Err(_) => {}
+                }
+            }
+            Err(format!("{seen:?}"))
+        });
+        let (mut kept, kept_name) = if loser == 0 { (b, "Zed") } else { (a, "zed") };
+        kept.send("PING");
+        assert_eq!(
+            reply(&mut kept),
+            "PONG",
+            "the other holder keeps its connection"
+        );
+        for node in 0..2 {
+            let mut look = c.client(node, Framing::Line);
+            let name = format!("look{node}");
+            look.join(&name);
+            let mut everyone = [kept_name, name.as_str()];
+            everyone.sort();
+            await_list(&mut look, &everyone);
+        }
     }
 
     /// An account made on A is proven on B: a plain JOIN of it is refused there, AUTH over
