@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine too: installs what the client tests need (tmux)
-# and the IRC clients the IRC door is tested with (irssi, weechat-headless),
+# The whole test suite, on a fresh machine too: installs what the client tests need (tmux),
+# the IRC clients the IRC door is tested with (irssi, weechat-headless) and the Redis the
+# cluster tests start (redis-server),
 # builds the binaries the end-to-end tests start, then runs every test in the workspace.
 # The last line is the total over every test binary: `N passed, M failed, K skipped`
 # (skipped: ignored tests); the exit status is cargo's, non-zero when anything failed.
@@ -11,6 +12,7 @@ missing=()
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 command -v irssi >/dev/null 2>&1 || missing+=(irssi)
 command -v weechat-headless >/dev/null 2>&1 || missing+=(weechat-headless)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -3,89 +3,17 @@
 //! Redis is unreachable no node claims a write it did not make.
 #![cfg(unix)]
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use chat_tests::{unique, Client, Framing, Redis, Server, TIMEOUT};
 
-use chat_tests::{unique, Client, Framing, Server, TempDir, TIMEOUT};
-
-/// A private `redis-server` with the durability the cluster asks for; killed on drop.
-struct Redis {
-    /// The process (stopped by its own id).
-    child: Child,
-    /// Its port on 127.0.0.1.
-    port: u16,
-    /// Its data directory.
-    _dir: TempDir,
-}
-
-impl Redis {
-    /// Starts one, or `None` (saying so) when `redis-server` is not installed.
-    fn start() -> Option<Redis> {
-        let dir = TempDir::new();
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])
-            .arg(dir.path())
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(e) => {
-                eprintln!(
-                    "SKIPPED: cannot start redis-server ({e}); install Redis to run this test"
-                );
-                return None;
-            }
-        };
-        let redis = Redis {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + TIMEOUT;
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(redis)
-    }
-
-    /// A node of the cluster on this Redis (with the strict mailbox door), once connected.
-    fn node(&self) -> Server {
-        let url = format!("redis://127.0.0.1:{}", self.port);
-        let node = Server::start(&["--cluster", &url, "--mailbox-port", "0"]);
-        assert!(
-            node.wait_log("connected to the cluster's Redis", TIMEOUT),
-            "the node did not connect: {:?}",
-            node.logs()
-        );
-        node
-    }
-
-    /// Stops Redis now.
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// A node of the cluster on `redis` (with the strict mailbox door), once connected.
+fn node(redis: &Redis) -> Server {
+    let node = Server::start(&["--cluster", &redis.url(), "--mailbox-port", "0"]);
+    assert!(
+        node.wait_log("connected to the cluster's Redis", TIMEOUT),
+        "the node did not connect: {:?}",
+        node.logs()
+    );
+    node
 }
 
 /// The next message that is not a server notice (`* ...`).
@@ -103,7 +31,7 @@ fn compose_on_one_node_read_on_another() {
     let Some(redis) = Redis::start() else {
         return;
     };
-    let (one, two) = (redis.node(), redis.node());
+    let (one, two) = (node(&redis), node(&redis));
     let (ann, bob) = (unique("ann"), unique("bob"));
     let mut a = one.line();
     a.join(&ann);
@@ -155,7 +83,7 @@ fn redis_unreachable_is_a_temporary_error() {
     let Some(mut redis) = Redis::start() else {
         return;
     };
-    let node = redis.node();
+    let node = node(&redis);
     let (ann, bob) = (unique("ann"), unique("bob"));
     let mut a = node.line();
     a.join(&ann);

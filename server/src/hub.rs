@@ -5,7 +5,7 @@
 //! held only while pushing pre-encoded bytes into bounded outboxes, which never blocks), so
 //! fan-out runs on whichever executor thread received the message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -139,6 +139,8 @@ pub struct Hub {
     /// Names taken on the other nodes of the cluster (same keys as `users`), and each one's
     /// node; learnt from the bus (see [`crate::cluster::bus`]).
     remote: RwLock<HashMap<u64, (Name<'static>, Arc<str>)>>,
+    /// Folded names whose cluster lease a connection of this node is claiming now.
+    claims: Mutex<HashSet<String>>,
     /// Rooms and their history.
     pub rooms: Rooms,
     /// Every connection whose framing is known, to tell them all at shutdown.
@@ -168,6 +170,7 @@ impl Hub {
             users: RwLock::new(HashMap::new()),
             name_hash: RandomState::new(),
             remote: RwLock::new(HashMap::new()),
+            claims: Mutex::new(HashSet::new()),
             conns: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
@@ -322,6 +325,15 @@ impl Hub {
         }
     }
 
+    /// Frees `name` from whoever holds it here, telling nobody (its account took it on
+    /// another node, which announces it there); returns the holder, to be disconnected.
+    pub fn disown(&self, name: &str) -> Option<Arc<Conn>> {
+        let key = self.key(name)?;
+        let mut users = sync::write(&self.users);
+        Self::entry(&users, key, name)?;
+        users.remove(&key).map(|(_, conn)| conn)
+    }
+
     /// Names taken now, on every node of the cluster, sorted.
     pub fn names(&self) -> Vec<Name<'static>> {
         let mut names: Vec<_> = sync::read(&self.users)
@@ -353,15 +365,32 @@ impl Hub {
     /// it from whoever has it (a proven account) and tells their node to let them go. With
     /// Redis unreachable, a name no other node is known to hold may be taken here alone; it
     /// is asserted when Redis is back. Without a cluster, always `true`.
-    pub async fn claim_name(&self, name: &Name<'_>, id: u64, over: Over) -> bool {
+    ///
+    /// Keep the returned guard until the name is joined (or refused) here: while it lives, no
+    /// other connection of this node claims the same name (a lease of this node's own is
+    /// taken again only when no connection here holds or claims it).
+    pub async fn claim_name(&self, name: &Name<'_>, id: u64, over: Over) -> Option<ClaimGuard<'_>> {
         let (Some(cluster), Some(folded)) = (&self.cluster, Folded::new(name.as_str())) else {
-            return self.cluster.is_none();
+            return self.cluster.is_none().then_some(ClaimGuard {
+                hub: self,
+                folded: None,
+            });
         };
-        match cluster
-            .leases
-            .claim(&cluster.link, folded.as_str(), id, over)
-            .await
-        {
+        let folded = folded.as_str().to_owned();
+        if over != Over::Anyone {
+            let mut claims = sync::lock(&self.claims);
+            let held = sync::read(&self.users)
+                .get(&self.name_hash.hash_one(folded.as_str()))
+                .is_some();
+            if held || !claims.insert(folded.clone()) {
+                return None;
+            }
+        }
+        let guard = ClaimGuard {
+            hub: self,
+            folded: (over != Over::Anyone).then(|| folded.clone()),
+        };
+        let won = match cluster.leases.claim(&cluster.link, &folded, id, over).await {
             Ok(Claim::Won(previous)) => {
                 let node = previous.as_deref().map(crate::cluster::names::holder_node);
                 if let Some(node) = node.filter(|n| *n != &*cluster.node) {
@@ -377,12 +406,13 @@ impl Hub {
             Ok(Claim::Lost) => false,
             Err(e) => {
                 if over != Over::Anyone && self.remote_user(name.as_str()).is_some() {
-                    return false;
+                    return None;
                 }
                 log::warn!("#{id} takes {name} on this node alone: {e}");
                 true
             }
-        }
+        };
+        won.then_some(guard)
     }
 
     /// Frees the cluster lease connection `id` holds on `name` (in the background).
@@ -603,6 +633,24 @@ impl Hub {
         info!("telling {} connections the server is stopping", conns.len());
         for conn in &conns {
             quit(conn);
+        }
+    }
+}
+
+/// A claim of a name in progress on this node (see [`Hub::claim_name`]); dropped once the
+/// name is joined or refused.
+#[derive(Debug)]
+pub struct ClaimGuard<'h> {
+    /// Whose claims.
+    hub: &'h Hub,
+    /// The folded name claimed (`None`: nothing to forget).
+    folded: Option<String>,
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(folded) = self.folded.take() {
+            sync::lock(&self.hub.claims).remove(&folded);
         }
     }
 }

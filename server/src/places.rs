@@ -237,6 +237,15 @@ impl Places {
         }
     }
 
+    /// The connection's name was taken back by a newer connection of its account: out of
+    /// every room, the lobby silently.
+    pub fn taken_back(&mut self, hub: &Hub, conn: &Conn) {
+        let mut rooms = std::mem::take(&mut self.rooms);
+        rooms.insert(0, hub.rooms.lobby().clone());
+        let fanned = hub.rooms.taken_back(&rooms, conn.id);
+        hub.add_fanned(fanned);
+    }
+
     /// The connection leaves the server: out of every room, each member told once.
     pub fn quit(&mut self, hub: &Hub, conn: &Conn) {
         let announce = hub.user_count() < hub.config.notice_limit;

@@ -484,6 +484,32 @@ impl Rooms {
         fanned
     }
 
+    /// Connection `id`, whose name a newer connection of the same account took, leaves each
+    /// of `rooms`: silently the lobby (where the name stays, held by the newer connection),
+    /// with a part notice every other room. Returns deliveries queued.
+    pub fn taken_back(&self, rooms: &[Arc<Room>], id: u64) -> u64 {
+        let mut fanned = 0;
+        for room in rooms {
+            if Arc::ptr_eq(room, &self.lobby) {
+                room.write().members.remove(&id);
+                continue;
+            }
+            fanned += self
+                .leave(room, id, None, |m| {
+                    Some(room.fanout(
+                        None,
+                        &Event::Part {
+                            who: m.who(),
+                            room: room.name.as_str(),
+                            reason: None,
+                        },
+                    ))
+                })
+                .unwrap_or(0);
+        }
+        fanned
+    }
+
     /// Connection `id` is now called `nick` in each of `rooms`; everyone sharing a room
     /// with it is told once. Returns deliveries queued.
     pub fn rename(&self, rooms: &[Arc<Room>], id: u64, old: Who<'_>, nick: &Arc<str>) -> u64 {

@@ -413,8 +413,9 @@ impl Session {
 
     /// SIGNUP, after the checks: hash, store durably, then take the name.
     async fn signup(&mut self, name: Name<'static>, secret: Secret) {
-        if self.hub.user(name.as_str()).is_some() && !self.services.has_account(name.as_str()).await
-        {
+        let in_use =
+            self.hub.user(name.as_str()).is_some() || self.hub.remote_user(name.as_str()).is_some();
+        if in_use && !self.services.has_account(name.as_str()).await {
             info!(
                 "{} SIGNUP {name} refused: the name is in use",
                 self.conn.label
@@ -473,12 +474,14 @@ impl Session {
             return self.reply(Reply::PasswordRequired(&name));
         }
         let free_here = self.name.is_none() && self.hub.user(name.as_str()).is_none();
-        if free_here && !self.hub.claim_name(&name, self.conn.id, Over::Stale).await {
-            info!(
-                "{} refused: {name} is taken on another node",
-                self.conn.label
-            );
-            return self.reply(Reply::NameTaken(&name));
+        let hub = self.hub.clone();
+        let mut guard = None;
+        if free_here {
+            guard = hub.claim_name(&name, self.conn.id, Over::Stale).await;
+            if guard.is_none() {
+                info!("{} refused: {name} is taken", self.conn.label);
+                return self.reply(Reply::NameTaken(&name));
+            }
         }
         let flow = if login {
             match self.login(name.clone()) {
@@ -493,9 +496,10 @@ impl Session {
             self.join(name.clone(), false)
         };
         if free_here && self.name.as_ref() != Some(&name) {
-            // Refused here after all (taken meanwhile, or the server is full).
+            // Refused here after all (the server is full).
             self.hub.release_lease(&name, self.conn.id);
         }
+        drop(guard);
         if flow == Flow::Close {
             self.conn.outbox.finish();
         }
@@ -508,7 +512,8 @@ impl Session {
             return self.reply(Reply::AuthFailed);
         }
         // A proven account takes its name's lease from whoever holds it, anywhere.
-        self.hub.claim_name(&name, self.conn.id, Over::Anyone).await;
+        let hub = self.hub.clone();
+        let _claim = hub.claim_name(&name, self.conn.id, Over::Anyone).await;
         match self.hub.take_over(&self.conn, &name) {
             (Joined::Yes, old) => {
                 if let Some(old) = old {
@@ -732,6 +737,8 @@ impl Session {
         if let Some(name) = self.name.take() {
             if self.hub.leave(&self.conn, &name) {
                 self.places.quit(&self.hub, &self.conn);
+            } else {
+                self.places.taken_back(&self.hub, &self.conn);
             }
         }
         if let Some(machine) = self.machine.take() {

@@ -7,11 +7,14 @@
 //!   deadline: a test that waits for something that never comes fails with what it expected
 //!   and what it had received, instead of hanging.
 //! * [`both_framings!`] runs one behaviour test once per framing.
+//! * [`Redis`] runs a `redis-server` for the cluster tests (several servers on one Redis),
+//!   which can be stopped, killed and restarted on the same port and data.
 //!
 //! Tests read like the seeds' example sessions: a client says X, the server answers Y.
 
 mod binaries;
 mod client;
+mod redis;
 mod server;
 mod tempdir;
 pub mod tls;
@@ -23,6 +26,7 @@ use std::time::Duration;
 pub use binaries::bin;
 pub use client::{Client, RecvError};
 pub use protocol::Framing;
+pub use redis::Redis;
 #[cfg(any(target_os = "linux", windows))]
 pub use server::rss_kib;
 pub use server::{Options, Server};

@@ -357,7 +357,7 @@ fn apply(hub: &Hub, services: &Arc<Services>, cluster: &Cluster, origin: &str, m
             0
         }
         Msg::Evict { name } => {
-            if let Some((_, conn)) = hub.user(&name) {
+            if let Some(conn) = hub.disown(&name) {
                 warn!(
                     "{} {name}: taken back by a newer AUTH on another node",
                     conn.label

@@ -182,8 +182,8 @@ mod tests {
             let lease = Duration::from_secs(5);
             let (a, b) = (Leases::new("nodeA", lease), Leases::new("nodeB", lease));
             // A race of many claims for one name across two nodes: exactly one wins.
-            let claims = (0..20).map(|i| {
-                let (leases, link) = (if i % 2 == 0 { &a } else { &b }, &link);
+            let claims = (0..20u64).map(|i| {
+                let (leases, link) = (if i.is_multiple_of(2) { &a } else { &b }, &link);
                 async move { leases.claim(link, "alice", i, Over::Free).await }
             });
             let results = futures::future::join_all(claims).await;
@@ -196,7 +196,11 @@ mod tests {
                 .iter()
                 .position(|r| matches!(r, Ok(Claim::Won(_))))
                 .expect("a winner") as u64;
-            let (holder, other) = if winner % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            let (holder, other) = if winner.is_multiple_of(2) {
+                (&a, &b)
+            } else {
+                (&b, &a)
+            };
             // Only the holder's own connection frees it; a stale lease of the holder's own
             // node may be replaced by that node, never by another.
             holder

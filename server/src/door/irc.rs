@@ -92,8 +92,12 @@ pub async fn serve(
             // account made on another node is known there, not yet here.
             let reserved =
                 over != Over::Anyone && Box::pin(services.has_account(name.as_str())).await;
-            let ok = !reserved && Box::pin(hub.claim_name(&name, conn.id, over)).await;
-            irc.claimed(name, ok, reserved);
+            let claim = match reserved {
+                true => None,
+                false => Box::pin(hub.claim_name(&name, conn.id, over)).await,
+            };
+            irc.claimed(name, claim.is_some(), reserved);
+            drop(claim);
         }
     }
     let reason = irc
@@ -1452,6 +1456,11 @@ impl Irc {
                 .hub
                 .rooms
                 .quit(&rooms, self.conn.id, who, reason, announce);
+            self.hub.add_fanned(fanned);
+        } else {
+            // Taken back by a newer connection of the same account.
+            let rooms = std::mem::take(&mut self.rooms);
+            let fanned = self.hub.rooms.taken_back(&rooms, self.conn.id);
             self.hub.add_fanned(fanned);
         }
     }
