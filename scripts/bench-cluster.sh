@@ -21,8 +21,8 @@
 #   paced1 paced3
 #                fanout $PACED (paced with --rate, so latency is not queueing behind the
 #                window): p50/p99 on one node and over 3 nodes
-#   dm3          dm $DM over 3 nodes: every pair is split over two nodes, so each MSG is one
-#                PUBLISH; Redis CPU per PUBLISH at this rate
+#   dm1 dm3      dm $DM on one node, then over 3 nodes: there every pair is split over two
+#                nodes, so each MSG is one PUBLISH; Redis CPU per PUBLISH at this rate
 #   redis        redis-benchmark PUBLISH (pipelined, -P $REDIS_PIPELINE, $REDIS_CLIENTS
 #                clients, an 80-byte payload, to a channel with one subscriber that reads
 #                and discards): PUBLISHes/s and Redis's CPU while it runs. Skipped when
@@ -56,7 +56,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-SCENARIOS=${SCENARIOS:-"fanout1 fanout3 paced1 paced3 dm3 redis compose1 compose100 compose100x3"}
+SCENARIOS=${SCENARIOS:-"fanout1 fanout3 paced1 paced3 dm1 dm3 redis compose1 compose100 compose100x3"}
 OUT=${OUT:-$(mktemp -d /tmp/chat-bench-cluster.XXXXXX)}
 FANOUT=${FANOUT:-"-n 300 -s 6 -m 8000"}
 PACED=${PACED:-"-n 300 -s 6 -m 500 --rate 250"}
@@ -302,6 +302,8 @@ for scen in $SCENARIOS; do
         # shellcheck disable=SC2086
         paced3) run "$scen" 3 fanout $PACED --prefix p3x ;;
         # shellcheck disable=SC2086
+        dm1) run "$scen" 1 dm $DM --prefix d1x ;;
+        # shellcheck disable=SC2086
         dm3) run "$scen" 3 dm $DM --prefix d3x ;;
         redis) redis_capacity ;;
         compose1) compose "$scen" 1 1 "$COMPOSE1_M" 1 ;;
@@ -379,7 +381,7 @@ for s in traffic:
           f"| {ms(d.get('latency_us'))} | {ms(d.get('latency_cross_node_us')) if nodes > 1 else '-'} "
           f"| {' | '.join(redis_cols(s, d.get('deliveries_received')))} | {checks} |")
 
-for one, three in (("fanout1", "fanout3"), ("paced1", "paced3")):
+for one, three in (("fanout1", "fanout3"), ("paced1", "paced3"), ("dm1", "dm3")):
     if p99.get(one, (None,))[0] and three in p99 and p99[three][0]:
         a, (b, c) = p99[one][0], p99[three]
         cross = f", cross-node p99 {c / a:.2f}×" if c else ""
