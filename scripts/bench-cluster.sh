@@ -23,6 +23,8 @@
 #                window): p50/p99 on one node and over 3 nodes
 #   dm1 dm3      dm $DM on one node, then over 3 nodes: there every pair is split over two
 #                nodes, so each MSG is one PUBLISH; Redis CPU per PUBLISH at this rate
+#   dmpaced1 dmpaced3
+#                dm $DM_PACED (paced): DM latency on one node and across nodes
 #   redis        redis-benchmark PUBLISH (pipelined, -P $REDIS_PIPELINE, $REDIS_CLIENTS
 #                clients, an 80-byte payload, to a channel with one subscriber that reads
 #                and discards): PUBLISHes/s and Redis's CPU while it runs. Skipped when
@@ -42,6 +44,7 @@
 #   PACED         (default "-n 300 -s 6 -m 500 --rate 250": 250 broadcasts/s to 299, light
 #                 enough that the 2-core machine is not saturated)
 #   DM            (default "-n 200 -m 10000")
+#   DM_PACED      (default "-n 200 -m 600 --rate 10000": 10,000 DMs/s, 50 per pair)
 #   COMPOSE1_M COMPOSE100_M COMPOSE100_T   (default 3000, 500 and 100)
 #   REDIS_PIPELINE REDIS_CLIENTS REDIS_REQUESTS   redis-benchmark (default 512, as a node's
 #                 publisher batches at most, 3 clients as 3 nodes, 3000000)
@@ -56,11 +59,12 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-SCENARIOS=${SCENARIOS:-"fanout1 fanout3 paced1 paced3 dm1 dm3 redis compose1 compose100 compose100x3"}
+SCENARIOS=${SCENARIOS:-"fanout1 fanout3 paced1 paced3 dm1 dm3 dmpaced1 dmpaced3 redis compose1 compose100 compose100x3"}
 OUT=${OUT:-$(mktemp -d /tmp/chat-bench-cluster.XXXXXX)}
 FANOUT=${FANOUT:-"-n 300 -s 6 -m 8000"}
 PACED=${PACED:-"-n 300 -s 6 -m 500 --rate 250"}
 DM=${DM:-"-n 200 -m 10000"}
+DM_PACED=${DM_PACED:-"-n 200 -m 600 --rate 10000"}
 COMPOSE1_M=${COMPOSE1_M:-3000}
 COMPOSE100_M=${COMPOSE100_M:-500}
 COMPOSE100_T=${COMPOSE100_T:-100}
@@ -305,6 +309,10 @@ for scen in $SCENARIOS; do
         dm1) run "$scen" 1 dm $DM --prefix d1x ;;
         # shellcheck disable=SC2086
         dm3) run "$scen" 3 dm $DM --prefix d3x ;;
+        # shellcheck disable=SC2086
+        dmpaced1) run "$scen" 1 dm $DM_PACED --prefix q1x ;;
+        # shellcheck disable=SC2086
+        dmpaced3) run "$scen" 3 dm $DM_PACED --prefix q3x ;;
         redis) redis_capacity ;;
         compose1) compose "$scen" 1 1 "$COMPOSE1_M" 1 ;;
         compose100) compose "$scen" 1 100 "$COMPOSE100_M" "$COMPOSE100_T" ;;
@@ -381,7 +389,8 @@ for s in traffic:
           f"| {ms(d.get('latency_us'))} | {ms(d.get('latency_cross_node_us')) if nodes > 1 else '-'} "
           f"| {' | '.join(redis_cols(s, d.get('deliveries_received')))} | {checks} |")
 
-for one, three in (("fanout1", "fanout3"), ("paced1", "paced3"), ("dm1", "dm3")):
+for one, three in (("fanout1", "fanout3"), ("paced1", "paced3"), ("dm1", "dm3"),
+                   ("dmpaced1", "dmpaced3")):
     if p99.get(one, (None,))[0] and three in p99 and p99[three][0]:
         a, (b, c) = p99[one][0], p99[three]
         cross = f", cross-node p99 {c / a:.2f}×" if c else ""
