@@ -197,9 +197,11 @@ impl<'a> Traffic<'a> {
         if self.need[s].get() == old + 1 {
             self.release(s);
         }
-        if let Some(local) = self.counts.per_node.get(self.a.node_of(r)) {
+        // With several nodes (and only then), client i is on node i mod nodes.
+        let nodes = self.counts.per_node.len();
+        if let Some(local) = self.counts.per_node.get(r % nodes.max(1)) {
             inc(local);
-            let cross = self.a.node_of(r) != self.a.node_of(s);
+            let cross = r % nodes != s % nodes;
             self.phase.record_split(now, now.saturating_sub(t), cross);
         } else {
             self.phase.record(now, now.saturating_sub(t));
