@@ -150,10 +150,11 @@ pub async fn supervise(
     task::sleep(settle).await;
     let me = Some(std::process::id());
     let pids = &a.server_pids;
+    // Each server's own counters, only when there are several.
     let each = || {
-        pids.iter()
-            .map(|&pid| proc_sample(Some(pid)))
-            .collect::<Vec<_>>()
+        let several = pids.len() > 1;
+        let all = pids.iter().filter(|_| several);
+        all.map(|&pid| proc_sample(Some(pid))).collect::<Vec<_>>()
     };
     let each0 = each();
     let (before, gen0, start) = (proc_total(pids), proc_sample(me), Instant::now());
@@ -183,12 +184,8 @@ pub async fn supervise(
     };
     p.stop.set(true);
     let (after, gen1) = (proc_total(pids), proc_sample(me));
-    let per_server = if pids.len() > 1 {
-        let zipped = pids.iter().zip(each0).zip(each());
-        zipped.map(|((&pid, b), e)| (pid, b, e)).collect()
-    } else {
-        Vec::new()
-    };
+    let zipped = pids.iter().zip(each0).zip(each());
+    let per_server = zipped.map(|((&pid, b), e)| (pid, b, e)).collect();
     Measured {
         outcome,
         setup_s,
