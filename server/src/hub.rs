@@ -299,9 +299,9 @@ impl Hub {
     }
 
     /// Whether joins and leaves are announced now: only while at most `notice_limit` names
-    /// are taken (past it each would cost a notice to everyone).
+    /// are taken, on every node together (past it each would cost a notice to everyone).
     pub fn announce(&self) -> bool {
-        sync::read(&self.users).len() <= self.config.notice_limit
+        self.user_count() <= self.config.notice_limit
     }
 
     /// Frees `name` if `conn` holds it; `true` if it did.
@@ -488,9 +488,9 @@ impl Hub {
             .cloned()
     }
 
-    /// Names taken now.
+    /// Names taken now, on every node of the cluster.
     pub fn user_count(&self) -> usize {
-        sync::read(&self.users).len()
+        sync::read(&self.users).len() + sync::read(&self.remote).len()
     }
 
     /// The connection holding `name` (in any case), and the name as it was taken.
