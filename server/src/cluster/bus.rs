@@ -4,9 +4,9 @@
 //!   subscribes to it; a direct message (or mail notice, or eviction) for a user on one node
 //!   goes to that node's own channel, `chat:node:<id>`. One publish per message: the
 //!   receiving nodes each render it once per wire and fan it out to their own connections.
-//! * Publishing never waits: events queue (bounded) for one publisher task, which sends
-//!   whatever has queued as one pipeline. While Redis is down they are dropped and counted;
-//!   local chat is unaffected.
+//! * Publishing never waits: events queue (bounded: 65,536 messages and 32 MiB) for one
+//!   publisher task, which sends whatever has queued as one pipeline. While Redis is down
+//!   (or too slow) they are dropped and counted; local chat is unaffected.
 //! * A node that (re)subscribes says `Hello`; every node answers with a snapshot of its users
 //!   and room members, so a restarted node, or every node after Redis restarts, knows the
 //!   whole service again.
@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,10 @@ use crate::sync;
 
 /// Messages that may wait for the publisher before new ones are dropped.
 const QUEUE: usize = 65_536;
+
+/// Bytes that may wait for the publisher before new messages are dropped: a slow Redis costs
+/// a bounded amount of memory, outside `--memory-budget`.
+const QUEUE_BYTES: usize = 32 << 20;
 
 /// Most messages sent in one pipeline.
 const BATCH: usize = 512;
@@ -69,6 +73,8 @@ pub struct Publisher {
     pub dropped: AtomicU64,
     /// Messages sent.
     pub sent: AtomicU64,
+    /// Bytes queued and not yet sent.
+    queued: AtomicUsize,
 }
 
 impl Publisher {
@@ -82,6 +88,7 @@ impl Publisher {
             pending: Mutex::new(Some(rx)),
             dropped: AtomicU64::new(0),
             sent: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
         })
     }
 
@@ -96,11 +103,12 @@ impl Publisher {
     }
 
     fn send(&self, channel: Arc<str>, msg: &Msg) {
-        if self
-            .queue
-            .try_send((channel, msg.encode(&self.node)))
-            .is_err()
+        let bytes = msg.encode(&self.node);
+        let len = bytes.len();
+        if self.queued.fetch_add(len, Ordering::Relaxed) + len > QUEUE_BYTES
+            || self.queue.try_send((channel, bytes)).is_err()
         {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
             self.drop_some(1);
         }
     }
@@ -130,10 +138,14 @@ impl Publisher {
                 }
             }
             let mut pipe = redis::pipe();
+            let mut size = 0;
             for (channel, bytes) in &batch {
                 pipe.cmd("PUBLISH").arg(&**channel).arg(bytes).ignore();
+                size += bytes.len();
             }
-            match link.pipe::<()>(&pipe).await {
+            let sent = link.pipe::<()>(&pipe).await;
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+            match sent {
                 Ok(()) => {
                     self.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
