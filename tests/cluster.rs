@@ -888,6 +888,12 @@ mod unix {
         assert!(line.starts_with(":bob!"), "{line}");
         ivy.send("PRIVMSG nobody :hello?");
         ivy.expect(":chat-server 401 ivy nobody :No such nick/channel");
+        // WHOIS of a user on the other node: the name, and that it is elsewhere.
+        ivy.send("WHOIS bob");
+        ivy.expect(":chat-server 311 ivy bob bob chat * :bob");
+        let line = until(&mut ivy, " 312 ivy bob chat-server :");
+        assert!(line.contains("another server of the cluster"), "{line}");
+        ivy.expect(":chat-server 318 ivy bob :End of /WHOIS list");
 
         bob.send("ENTER #dev");
         bob.expect("ENTERED #dev");

@@ -1167,6 +1167,14 @@ impl Irc {
             return self.num("431", &[], Some("No nickname given"));
         };
         let Some((name, conn)) = self.hub.user(nick) else {
+            if let Some((name, node)) = self.hub.remote_user(nick) {
+                // On another node of the cluster: its name and where, no more.
+                let name = name.as_str();
+                self.num("311", &[name, name, "chat", STAR], Some(name));
+                let node = format!("connected to another server of the cluster ({node})");
+                self.num("312", &[name, SERVER], Some(&node));
+                return self.num("318", &[name], Some("End of /WHOIS list"));
+            }
             self.num("401", &[nick], Some("No such nick/channel"));
             return self.num("318", &[nick], Some("End of /WHOIS list"));
         };
