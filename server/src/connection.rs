@@ -155,14 +155,7 @@ pub fn serve(
                     ip: peer.ip(),
                     secure,
                 };
-                Box::pin(crate::door::irc::serve(
-                    &hub,
-                    &services,
-                    &conn,
-                    &mut reader,
-                    origin,
-                ))
-                .await
+                crate::door::irc::serve(&hub, &services, &conn, &mut reader, origin).await
             }
         }
         if hub.shutdown.is_triggered() {

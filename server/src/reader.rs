@@ -2,11 +2,11 @@
 //!
 //! The buffer starts tiny (most connections are idle) and grows only while the peer sends
 //! faster than one buffer per read, or when one message needs the room; it shrinks back when
-//! the peer goes quiet. A peer that streams (bytes are waiting every time its task comes
-//! back) is read once per tick of the hub's [`crate::pacer::Pacer`], so one read takes many
-//! messages. Reads carry no timer of their own: silence is found by the hub's periodic
-//! sweep, and shutdown reaches a connection through its queue, which closes the socket once
-//! the quit notice is out.
+//! the peer goes quiet, and a tiny one with nothing in it is let go while the read waits. A
+//! peer that streams (bytes are waiting every time its task comes back) is read once per
+//! tick of the hub's [`crate::pacer::Pacer`], so one read takes many messages. Reads carry
+//! no timer of their own: silence is found by the hub's periodic sweep, and shutdown reaches
+//! a connection through its queue, which closes the socket once the quit notice is out.
 
 use std::future::Future;
 use std::io;
@@ -150,6 +150,11 @@ impl Reader {
         let n = match Pin::new(&mut self.stream).poll_read(cx, &mut self.buf[self.end..]) {
             Poll::Pending => {
                 self.waited = true;
+                if self.end == 0 && self.buf.len() <= INITIAL_BUFFER {
+                    // Nothing held and nothing coming: an idle connection keeps no buffer
+                    // while it waits (the next read takes a fresh one).
+                    self.buf = Vec::new();
+                }
                 return Poll::Pending;
             }
             Poll::Ready(Err(e)) => {

@@ -314,6 +314,11 @@ impl Rooms {
         rooms.into_iter().filter(|r| r.has(id)).collect()
     }
 
+    /// How many rooms there are (what [`Rooms::list`] would list, without the copies).
+    pub fn count(&self) -> usize {
+        sync::read(&self.map).len()
+    }
+
     /// Every room: name, members, topic; sorted by name.
     pub fn list(&self) -> Vec<(RoomName<'static>, usize, String)> {
         let rooms: Vec<Arc<Room>> = sync::read(&self.map).values().cloned().collect();

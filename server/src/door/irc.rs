@@ -81,21 +81,30 @@ pub async fn serve(
         if !go_on {
             break;
         }
-        if let Some((name, password)) = irc.proving.take() {
-            // Boxed, like every hash-bound wait: an idle connection's task stays small.
-            let ok = Box::pin(services.authenticate(name.as_str(), &password, &origin.ip)).await;
-            drop(password);
+        if let Some((name, password)) = irc.reg.as_mut().and_then(|r| r.proving.take()) {
+            // Boxed, like every hash-bound wait, with what it needs: an idle connection's task
+            // stays small.
+            let ip = origin.ip;
+            let (name, ok) = Box::pin(async move {
+                let ok = services.authenticate(name.as_str(), &password, &ip).await;
+                (name, ok)
+            })
+            .await;
             irc.proved(name, ok);
         }
-        if let Some((name, over)) = irc.claiming.take() {
+        if let Some(claiming) = irc.claiming.take() {
             // Boxed too: only a clustered registration or rename waits on Redis. An
             // account made on another node is known there, not yet here.
-            let reserved =
-                over != Over::Anyone && Box::pin(services.has_account(name.as_str())).await;
-            let claim = match reserved {
-                true => None,
-                false => Box::pin(hub.claim_name(&name, conn.id, over)).await,
-            };
+            let (name, claim, reserved) = Box::pin(async move {
+                let (name, over) = *claiming;
+                let reserved = over != Over::Anyone && services.has_account(name.as_str()).await;
+                let claim = match reserved {
+                    true => None,
+                    false => hub.claim_name(&name, conn.id, over).await,
+                };
+                (name, claim, reserved)
+            })
+            .await;
             irc.claimed(name, claim.is_some(), reserved);
             drop(claim);
         }
@@ -107,7 +116,10 @@ pub async fn serve(
     irc.close(&reason);
 }
 
-/// One IRC connection's state.
+/// One IRC connection's state. It lives in the connection's task for as long as the
+/// connection does, so what only registration needs is kept apart ([`Registration`]) and
+/// dropped once the client is registered, and what can be worked out again (the host, the
+/// prefix) is not kept.
 struct Irc {
     /// The shared state.
     hub: Arc<Hub>,
@@ -115,26 +127,40 @@ struct Irc {
     services: Arc<Services>,
     /// This connection.
     conn: Arc<Conn>,
-    /// The peer's address (a SASL guesser is slowed per address too).
-    ip: std::net::IpAddr,
+    /// What registration needs; `None` once registered.
+    reg: Option<Box<Registration>>,
     /// Whether SASL is offered here: over TLS, or anywhere when TLS is off.
     sasl_offered: bool,
     /// The client asked for the `sasl` capability.
     sasl_on: bool,
+    /// User mode `+i`.
+    invisible: bool,
+    /// The account this connection proved with SASL.
+    account: Option<Name<'static>>,
+    /// A nick whose cluster lease the serve loop takes before registration or a rename
+    /// goes on, and how (boxed: rare, and only for a moment).
+    claiming: Option<Box<(Name<'static>, Over)>>,
+    /// The nick whose cluster lease this connection holds.
+    leased: Option<Name<'static>>,
+    /// Registered: NICK and USER came, and the nick was taken.
+    registered: bool,
+    /// The nick once registered (empty before), shared with room member lists.
+    nick_arc: Arc<str>,
+    /// Rooms joined (possibly stale after a KICK; the rooms know the truth).
+    rooms: Vec<Arc<Room>>,
+    /// The QUIT message, once QUIT came.
+    quit_reason: Option<String>,
+}
+
+/// What an IRC connection needs only until it is registered.
+struct Registration {
+    /// The peer's address (a SASL guesser is slowed per address too).
+    ip: std::net::IpAddr,
     /// An `AUTHENTICATE PLAIN` exchange in progress: the base64 received so far.
     sasl: Option<String>,
     /// An account name and password to check (the serve loop hashes off the executor).
     proving: Option<(Name<'static>, String)>,
-    /// The account this connection proved with SASL.
-    account: Option<Name<'static>>,
-    /// A nick whose cluster lease the serve loop takes before registration or a rename
-    /// goes on, and how.
-    claiming: Option<(Name<'static>, Over)>,
-    /// The nick whose cluster lease this connection holds.
-    leased: Option<Name<'static>>,
-    /// Host shown in its prefix (the peer's address).
-    host: String,
-    /// The nick asked for before registration.
+    /// The nick asked for.
     want_nick: Option<Name<'static>>,
     /// `USER`'s user name (with `~`: no ident lookup) and real name.
     user: Option<(String, String)>,
@@ -142,18 +168,6 @@ struct Irc {
     pass: Option<String>,
     /// `CAP LS` or `CAP REQ` came and `CAP END` not yet: registration waits.
     negotiating: bool,
-    /// The nick, once registered.
-    nick: Option<Name<'static>>,
-    /// `nick!user@host`, once registered.
-    prefix: Arc<str>,
-    /// The nick, shared with room member lists.
-    nick_arc: Arc<str>,
-    /// Rooms joined (possibly stale after a KICK; the rooms know the truth).
-    rooms: Vec<Arc<Room>>,
-    /// User mode `+i`.
-    invisible: bool,
-    /// The QUIT message, once QUIT came.
-    quit_reason: Option<String>,
 }
 
 /// A numeric's target before registration.
@@ -162,8 +176,37 @@ const STAR: &str = "*";
 impl Irc {
     /// A fresh, unregistered connection.
     fn new(hub: Arc<Hub>, services: Arc<Services>, conn: Arc<Conn>, origin: Origin) -> Irc {
-        // The label ends in `peer=ADDR`.
-        let host = conn
+        let sasl_offered = origin.secure || hub.config.tls.is_none();
+        Irc {
+            hub,
+            services,
+            conn,
+            reg: Some(Box::new(Registration {
+                ip: origin.ip,
+                sasl: None,
+                proving: None,
+                want_nick: None,
+                user: None,
+                pass: None,
+                negotiating: false,
+            })),
+            sasl_offered,
+            sasl_on: false,
+            invisible: false,
+            account: None,
+            claiming: None,
+            leased: None,
+            registered: false,
+            nick_arc: Arc::from(""),
+            rooms: Vec::new(),
+            quit_reason: None,
+        }
+    }
+
+    /// Host shown in its prefix: the peer's address (from the label, which ends in
+    /// `peer=ADDR`).
+    fn host(&self) -> String {
+        self.conn
             .label
             .rsplit("peer=")
             .next()
@@ -171,32 +214,12 @@ impl Irc {
             .map_or_else(
                 || "unknown".to_owned(),
                 |a| a.ip().to_string().replace(':', "-"),
-            );
-        let sasl_offered = origin.secure || hub.config.tls.is_none();
-        Irc {
-            hub,
-            services,
-            conn,
-            ip: origin.ip,
-            sasl_offered,
-            sasl_on: false,
-            sasl: None,
-            proving: None,
-            account: None,
-            claiming: None,
-            leased: None,
-            host,
-            want_nick: None,
-            user: None,
-            pass: None,
-            negotiating: false,
-            nick: None,
-            prefix: Arc::from(""),
-            nick_arc: Arc::from(""),
-            rooms: Vec::new(),
-            invisible: false,
-            quit_reason: None,
-        }
+            )
+    }
+
+    /// Whether CAP negotiation holds registration back.
+    fn negotiating(&self) -> bool {
+        self.reg.as_ref().is_some_and(|r| r.negotiating)
     }
 
     /// The capabilities record (always there on this door).
@@ -211,7 +234,18 @@ impl Irc {
 
     /// The nick numerics are addressed to (`*` before registration).
     fn me(&self) -> &str {
-        self.nick.as_ref().map_or(STAR, |n| n.as_str())
+        if self.registered {
+            &self.nick_arc
+        } else {
+            STAR
+        }
+    }
+
+    /// The nick as a name, once registered (a copy: only a rename and the end need one).
+    fn name(&self) -> Option<Name<'static>> {
+        self.registered
+            .then(|| Name::from_string(self.nick_arc.to_string()).ok())
+            .flatten()
     }
 
     /// Queues raw bytes.
@@ -221,10 +255,19 @@ impl Irc {
 
     /// Sends a numeric: `:server <code> <me> <middle...> [:<trailing>]`.
     fn num(&self, code: &str, middle: &[&str], trailing: Option<&str>) {
-        let me = self.me().to_owned();
-        let mut params = vec![me.as_str()];
-        params.extend_from_slice(middle);
-        self.push(|out| put_line(out, None, SERVER, code, &params, trailing));
+        let me = self.me();
+        let mut params = [me; 16];
+        match params.get_mut(1..=middle.len()) {
+            Some(rest) => {
+                rest.copy_from_slice(middle);
+                let params = &params[..=middle.len()];
+                self.push(|out| put_line(out, None, SERVER, code, params, trailing));
+            }
+            None => {
+                let params: Vec<&str> = std::iter::once(me).chain(middle.iter().copied()).collect();
+                self.push(|out| put_line(out, None, SERVER, code, &params, trailing));
+            }
+        }
     }
 
     /// Sends a line from the server without a numeric (`CAP`, `PONG`, `ERROR`...).
@@ -265,12 +308,16 @@ impl Irc {
     /// Runs one command.
     fn command(&mut self, m: &Message<'_>) -> bool {
         let verb = m.command.to_ascii_uppercase();
-        let registered = self.nick.is_some();
+        let registered = self.registered;
         match verb.as_str() {
             "CAP" => self.cap(m),
             "PASS" if registered => self.num("462", &[], Some("You may not reregister")),
             "PASS" => match m.param(0) {
-                Some(p) => self.pass = Some(p.to_owned()),
+                Some(p) => {
+                    if let Some(reg) = &mut self.reg {
+                        reg.pass = Some(p.to_owned());
+                    }
+                }
                 None => self.num("461", &["PASS"], Some("Not enough parameters")),
             },
             "NICK" => self.nick(m),
@@ -286,7 +333,7 @@ impl Irc {
                     || "Quit".to_owned(),
                     |r| format!("Quit: {}", clean(r, TEXTLEN)),
                 );
-                let bye = format!("Closing link: {} ({reason})", self.host);
+                let bye = format!("Closing link: {} ({reason})", self.host());
                 self.push(|out| put_line(out, None, "", "ERROR", &[], Some(&bye)));
                 self.quit_reason = Some(reason);
                 self.conn.outbox.finish();
@@ -335,8 +382,8 @@ impl Irc {
         let me = self.me().to_owned();
         match sub.as_str() {
             "LS" => {
-                if self.nick.is_none() {
-                    self.negotiating = true;
+                if let Some(reg) = &mut self.reg {
+                    reg.negotiating = true;
                 }
                 let mut all: Vec<&str> = CAPS.iter().map(|(n, _)| *n).collect();
                 if self.sasl_offered {
@@ -363,8 +410,8 @@ impl Irc {
                 self.line("CAP", &[&me, "LIST"], Some(&on.join(" ")));
             }
             "REQ" => {
-                if self.nick.is_none() {
-                    self.negotiating = true;
+                if let Some(reg) = &mut self.reg {
+                    reg.negotiating = true;
                 }
                 let asked = m.param(1).unwrap_or("");
                 let mut changes = Vec::new();
@@ -394,7 +441,9 @@ impl Irc {
                 self.line("CAP", &[&me, "ACK"], Some(asked));
             }
             "END" => {
-                self.negotiating = false;
+                if let Some(reg) = &mut self.reg {
+                    reg.negotiating = false;
+                }
                 self.register();
             }
             _ => self.num(
@@ -413,7 +462,7 @@ impl Irc {
         let Ok(name) = Name::new(wanted) else {
             return self.num("432", &[wanted], Some("Erroneous nickname"));
         };
-        if let Some(old) = self.nick.clone() {
+        if let Some(old) = self.name() {
             if old.as_str() == wanted {
                 return;
             }
@@ -430,7 +479,7 @@ impl Irc {
                 if self.hub.user(wanted).is_some() {
                     return self.num("433", &[wanted], Some("Nickname is already in use"));
                 }
-                self.claiming = Some((new, Over::Stale));
+                self.claiming = Some(Box::new((new, Over::Stale)));
                 return;
             }
             if !self.hub.rename(&self.conn, &old, &new) {
@@ -440,10 +489,12 @@ impl Irc {
         }
         // While CAP is negotiated (SASL may yet prove the account, whose owner takes the nick
         // back even from an old connection, as AUTH does) the checks wait for registration.
-        if !self.negotiating && self.hub.user(wanted).is_some() && !self.owns(wanted) {
+        if !self.negotiating() && self.hub.user(wanted).is_some() && !self.owns(wanted) {
             return self.num("433", &[wanted], Some("Nickname is already in use"));
         }
-        self.want_nick = Some(name.into_owned());
+        if let Some(reg) = &mut self.reg {
+            reg.want_nick = Some(name.into_owned());
+        }
         self.register();
     }
 
@@ -461,7 +512,7 @@ impl Irc {
             return self.num("433", &[name.as_str()], Some("Nickname is already in use"));
         }
         self.leased = Some(name.clone());
-        match self.nick.clone() {
+        match self.name() {
             Some(old) => {
                 if self.hub.rename(&self.conn, &old, &name) {
                     self.renamed(name);
@@ -471,7 +522,9 @@ impl Irc {
                 }
             }
             None => {
-                self.want_nick = Some(name);
+                if let Some(reg) = &mut self.reg {
+                    reg.want_nick = Some(name);
+                }
                 self.register();
             }
         }
@@ -502,12 +555,13 @@ impl Irc {
                 Some("You have already authenticated using SASL"),
             );
         }
-        if !self.sasl_on || self.nick.is_some() || self.proving.is_some() {
+        let sasl_on = self.sasl_on;
+        let Some(reg) = self.reg.as_mut().filter(|r| sasl_on && r.proving.is_none()) else {
             return self.num("904", &[], Some("SASL authentication failed"));
-        }
-        let Some(mut buffer) = self.sasl.take() else {
+        };
+        let Some(mut buffer) = reg.sasl.take() else {
             if arg.eq_ignore_ascii_case("PLAIN") {
-                self.sasl = Some(String::new());
+                reg.sasl = Some(String::new());
                 // As the IRCv3 SASL specification shows it: no source.
                 return self.push(|out| put_line(out, None, "", "AUTHENTICATE", &["+"], None));
             }
@@ -524,20 +578,20 @@ impl Irc {
             return self.num("905", &[], Some("SASL message too long"));
         }
         if arg.len() == SASL_CHUNK {
-            self.sasl = Some(buffer);
+            reg.sasl = Some(buffer);
             return;
         }
         match plain(&buffer) {
             Some((name, password)) => {
                 let now = Instant::now();
-                if let Some(wait) = self.services.auth_wait(name.as_str(), &self.ip, now) {
+                if let Some(wait) = self.services.auth_wait(name.as_str(), &reg.ip, now) {
                     warn!(
                         "{} SASL {name} refused unchecked: too many failures (wait {wait:?})",
                         self.conn.label
                     );
                     return self.num("904", &[], Some("SASL authentication failed"));
                 }
-                self.proving = Some((name, password));
+                reg.proving = Some((name, password));
             }
             None => self.num("904", &[], Some("SASL authentication failed")),
         }
@@ -550,7 +604,7 @@ impl Irc {
             return self.num("904", &[], Some("SASL authentication failed"));
         }
         info!("{} proved account {name} (SASL)", self.conn.label);
-        let mask = format!("{}!*@{}", self.me(), self.host);
+        let mask = format!("{}!*@{}", self.me(), self.host());
         self.num(
             "900",
             &[&mask, name.as_str()],
@@ -564,12 +618,6 @@ impl Irc {
     /// Takes `new` as this connection's nick everywhere: the rooms' member lists, the prefix;
     /// this connection and everyone sharing a room with it are told.
     fn renamed(&mut self, new: Name<'static>) {
-        let ident = self
-            .user
-            .as_ref()
-            .map_or("~user", |u| u.0.as_str())
-            .to_owned();
-        let prefix: Arc<str> = Arc::from(format!("{new}!{ident}@{}", self.host));
         let nick: Arc<str> = Arc::from(new.as_str());
         let old_nick = self.nick_arc.clone();
         let conn = self.conn.clone();
@@ -586,14 +634,12 @@ impl Irc {
         self.prune();
         let fanned = self.hub.rooms.rename(&self.rooms, self.conn.id, old, &nick);
         self.hub.add_fanned(fanned);
-        self.prefix = prefix;
         self.nick_arc = nick;
-        self.nick = Some(new);
     }
 
     /// `USER <user> <mode> <unused> :<realname>`.
     fn user(&mut self, m: &Message<'_>) {
-        if self.nick.is_some() {
+        if self.registered {
             return self.num("462", &[], Some("You may not reregister"));
         }
         if m.params.len() < 4 || m.params[0].is_empty() {
@@ -609,17 +655,23 @@ impl Irc {
         } else {
             ident
         };
-        self.user = Some((format!("~{ident}"), clean(m.params[3], 100)));
+        if let Some(reg) = &mut self.reg {
+            reg.user = Some((format!("~{ident}"), clean(m.params[3], 100)));
+        }
         self.register();
     }
 
     /// Completes registration once NICK and USER came and CAP negotiation is over: takes the
     /// nick, welcomes, and joins `#lobby`.
     fn register(&mut self) {
-        if self.nick.is_some() || self.negotiating || self.user.is_none() {
+        let Some(reg) = self
+            .reg
+            .as_mut()
+            .filter(|r| !r.negotiating && r.user.is_some())
+        else {
             return;
-        }
-        let Some(name) = self.want_nick.take() else {
+        };
+        let Some(name) = reg.want_nick.take() else {
             return;
         };
         if self.reserved(name.as_str()) {
@@ -637,7 +689,7 @@ impl Irc {
             } else {
                 Over::Stale
             };
-            self.claiming = Some((name, over));
+            self.claiming = Some(Box::new((name, over)));
             return;
         }
         let joined = if self.owns(name.as_str()) {
@@ -678,20 +730,22 @@ impl Irc {
                 return;
             }
         }
-        let ident = self
-            .user
+        // Registered: what only registration needed goes.
+        let reg = self.reg.take();
+        let ident = reg
             .as_ref()
-            .map_or("~user", |u| u.0.as_str())
-            .to_owned();
-        self.prefix = Arc::from(format!("{name}!{ident}@{}", self.host));
+            .and_then(|r| r.user.as_ref())
+            .map_or("~user", |u| u.0.as_str());
+        let userhost = format!("{ident}@{}", self.host());
+        drop(reg);
         if let Some(caps) = &self.conn.irc {
-            caps.set_userhost(&format!("{ident}@{}", self.host));
+            caps.set_userhost(&userhost);
         }
         self.nick_arc = Arc::from(name.as_str());
-        info!("{} IRC registered as {}", self.conn.label, self.prefix);
-        self.nick = Some(name);
+        self.registered = true;
+        let prefix = format!("{name}!{userhost}");
+        info!("{} IRC registered as {prefix}", self.conn.label);
         let version = env!("CARGO_PKG_VERSION");
-        let prefix = self.prefix.clone();
         self.num(
             "001",
             &[],
@@ -704,31 +758,34 @@ impl Irc {
         );
         self.num("003", &[], Some("This server was created when it started"));
         self.num("004", &[SERVER, version, "i", "klntov", "klov"], None);
-        let chanlimit = format!("CHANLIMIT=#:{}", self.hub.rooms.per_user);
-        let nicklen = format!("NICKLEN={MAX_NAME}");
-        let chanlen = format!("CHANNELLEN={}", protocol::room::MAX_ROOM);
-        let textlen = [
-            format!("AWAYLEN={TEXTLEN}"),
-            format!("KICKLEN={TEXTLEN}"),
-            format!("TOPICLEN={TEXTLEN}"),
-        ];
-        let targmax = format!("TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},KICK:1");
+        // The tokens with numbers in them, written once (one string, not one each).
+        let numbers = format!(
+            "CHANLIMIT=#:{} CHANNELLEN={} NICKLEN={MAX_NAME} AWAYLEN={TEXTLEN} \
+             KICKLEN={TEXTLEN} TOPICLEN={TEXTLEN} \
+             TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},KICK:1",
+            self.hub.rooms.per_user,
+            protocol::room::MAX_ROOM
+        );
+        let mut n = numbers.split(' ');
+        let mut next = || n.next().unwrap_or_default();
+        let (chanlimit, chanlen, nicklen) = (next(), next(), next());
+        let (awaylen, kicklen, topiclen, targmax) = (next(), next(), next(), next());
         self.num(
             "005",
             &[
                 "CASEMAPPING=ascii",
-                &chanlimit,
+                chanlimit,
                 "CHANMODES=,k,l,nt",
-                &chanlen,
+                chanlen,
                 "CHANTYPES=#",
                 "MODES=4",
                 "NETWORK=chat",
-                &nicklen,
+                nicklen,
                 "PREFIX=(ov)@+",
-                &textlen[0],
-                &textlen[1],
-                &textlen[2],
-                &targmax,
+                awaylen,
+                kicklen,
+                topiclen,
+                targmax,
             ],
             Some("are supported by this server"),
         );
@@ -744,7 +801,7 @@ impl Irc {
     /// `251`–`255`: how many are here.
     fn lusers(&self) {
         let users = self.hub.user_count().to_string();
-        let rooms = self.hub.rooms.list().len().to_string();
+        let rooms = self.hub.rooms.count().to_string();
         self.num(
             "251",
             &[],
@@ -820,6 +877,8 @@ impl Irc {
         match entered {
             Ok((room, fanned)) => {
                 self.hub.add_fanned(fanned);
+                // Exactly as long as needed: the list stays as long as the connection.
+                self.rooms.reserve_exact(1);
                 self.rooms.push(room);
             }
             Err(EnterError::Already) => {}
@@ -903,37 +962,42 @@ impl Irc {
         });
     }
 
-    /// `353` lines and `366` for a room whose state is `st`.
+    /// `353` lines and `366` for a room whose state is `st` (written from the member list
+    /// without a string per member: a newcomer to a big room is listed its whole room).
     fn names_of(&self, chan: &str, st: &State) {
         let multi = self.has(IrcCaps::MULTI_PREFIX);
-        let mut names: Vec<String> = st
+        let mut names: Vec<(&str, &str)> = st
             .members
             .values()
             .map(|m| {
-                let mut s = String::new();
-                if m.op {
-                    s.push('@');
-                }
-                if m.voice && (multi || !m.op) {
-                    s.push('+');
-                }
-                s.push_str(&m.nick);
-                s
+                let status = match (m.op, m.voice && (multi || !m.op)) {
+                    (true, true) => "@+",
+                    (true, false) => "@",
+                    (false, true) => "+",
+                    (false, false) => "",
+                };
+                (status, &*m.nick)
             })
+            // Members on the other nodes of a cluster (their modes stay with their node).
+            .chain(st.remote.values().map(|r| ("", &*r.nick)))
             .collect();
-        // Members on the other nodes of a cluster (their modes stay with their node).
-        names.extend(st.remote.values().map(|r| r.nick.to_string()));
-        names.sort();
-        let mut line = String::new();
-        for n in names {
-            if !line.is_empty() && line.len() + n.len() + 1 > NAMES_PER_LINE {
+        names.sort_unstable_by(|a, b| {
+            a.0.bytes()
+                .chain(a.1.bytes())
+                .cmp(b.0.bytes().chain(b.1.bytes()))
+        });
+        let mut line = String::with_capacity(NAMES_PER_LINE);
+        for (status, nick) in names {
+            let len = status.len() + nick.len();
+            if !line.is_empty() && line.len() + len + 1 > NAMES_PER_LINE {
                 self.num("353", &["=", chan], Some(&line));
                 line.clear();
             }
             if !line.is_empty() {
                 line.push(' ');
             }
-            line.push_str(&n);
+            line.push_str(status);
+            line.push_str(nick);
         }
         if !line.is_empty() {
             self.num("353", &["=", chan], Some(&line));
@@ -1403,7 +1467,7 @@ impl Irc {
             }
         }
         if !applied.is_empty() {
-            let prefix = self.prefix.clone();
+            let prefix = self.who().prefix();
             self.push(|out| put_line(out, None, &prefix, "MODE", &[&me], Some(&applied)));
         }
     }
@@ -1449,9 +1513,10 @@ impl Irc {
 
     /// The connection is over: frees the nick and tells those who share a room with it.
     fn close(&mut self, reason: &str) {
-        let Some(name) = self.nick.take() else {
+        let Some(name) = self.name() else {
             return;
         };
+        self.registered = false;
         if self.hub.leave(&self.conn, &name) {
             let announce = self.hub.user_count() < self.hub.config.notice_limit;
             let rooms = std::mem::take(&mut self.rooms);
