@@ -20,6 +20,7 @@ use crate::cluster::wire::{Msg, Seat};
 use crate::cluster::{Claim, Cluster, Over};
 use crate::config::Config;
 use crate::event::{Event, IrcCaps, Wire};
+use crate::lane::Lane;
 use crate::outbox::{Flusher, Outbox, PushError};
 use crate::pacer::Pacer;
 use crate::reason::Disconnect;
@@ -129,6 +130,8 @@ pub struct Hub {
     pub flusher: Arc<Flusher>,
     /// Paces the reads of streaming connections.
     pub pacer: Arc<Pacer>,
+    /// Raised while a new connection waits for the accept loop (heavy work gives way).
+    pub lane: Arc<Lane>,
     /// Named connections, by a hash of the folded name (names are unique without regard to
     /// case; the entry's name is checked on every lookup, and a name whose hash some other
     /// name already holds, which 64 bits make vanishingly rare, counts as taken). A small
@@ -161,10 +164,12 @@ pub struct Hub {
 impl Hub {
     /// An empty hub.
     pub fn new(config: Config, shutdown: Shutdown, cluster: Option<Arc<Cluster>>) -> Hub {
+        let lane = Lane::new();
         Hub {
             pacer: Pacer::new(config.read_coalesce),
             rooms: Rooms::new(config.history, config.history_budget, config.rooms_per_user),
-            flusher: Flusher::new(config.memory_budget),
+            flusher: Flusher::with_lane(config.memory_budget, lane.clone()),
+            lane,
             config,
             shutdown,
             users: RwLock::new(HashMap::new()),
@@ -178,6 +183,12 @@ impl Hub {
             epoch: Instant::now(),
             cluster,
         }
+    }
+
+    /// Bytes of history a joiner may be shown: half its send queue, or half its share of
+    /// the memory budget when memory runs short, so the replay alone never gets it evicted.
+    pub fn history_room(&self) -> usize {
+        self.flusher.budget.share_now(self.config.send_queue) / 2
     }
 
     /// Counts a new connection in; `None` when `max_connections` are open.

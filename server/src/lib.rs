@@ -15,7 +15,8 @@
 //! * [`services`]: mailboxes, machines and accounts, shared by both doors.
 //! * [`accounts`]: names protected by an Argon2id password; [`throttle`]: slows guessing.
 //! * [`store`]: the durable mailbox log (group commit); [`registry`]: `registry.txt`.
-//! * [`pacer`]: read coalescing for connections that stream.
+//! * [`pacer`]: read coalescing for connections that stream; [`lane`]: heavy work gives way
+//!   to a new connection waiting to be accepted.
 //! * [`cluster`]: several servers as one service, on Redis (`--cluster`).
 //! * [`flood`], [`shutdown`], [`config`], and [`rt`] (the only runtime-specific calls).
 //!
@@ -30,6 +31,7 @@ pub(crate) mod event;
 pub(crate) mod flood;
 pub(crate) mod history;
 pub(crate) mod hub;
+pub(crate) mod lane;
 pub(crate) mod outbox;
 pub(crate) mod pacer;
 pub(crate) mod places;

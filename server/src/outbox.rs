@@ -28,6 +28,7 @@ use log::{debug, warn};
 
 use protocol::{Framing, Reply};
 
+use crate::lane::Lane;
 use crate::reason::Disconnect;
 use crate::rt;
 use crate::sync;
@@ -77,6 +78,11 @@ impl Budget {
         let left = self.limit.saturating_sub(used);
         let scaled = (cap as u128 * left as u128 / half.max(1) as u128) as usize;
         scaled.max(MIN_SHARE).min(cap)
+    }
+
+    /// The most one client may queue now, given its own `cap` (see [`Budget::share`]).
+    pub fn share_now(&self, cap: usize) -> usize {
+        self.share(cap, self.used())
     }
 
     /// Moves the recorded total from `was` to `now` bytes for one queue.
@@ -500,18 +506,26 @@ pub struct Flusher {
     wake: async_channel::Sender<()>,
     /// The flusher task's end of `wake`.
     woken: async_channel::Receiver<()>,
+    /// Raised while a new connection waits to be accepted: a pass gives way to it.
+    lane: Arc<Lane>,
 }
 
 impl Flusher {
     /// A flusher for outboxes that together may hold `budget` bytes; call
     /// [`Flusher::run`] in a task.
     pub fn new(budget: usize) -> Arc<Flusher> {
+        Flusher::with_lane(budget, Lane::new())
+    }
+
+    /// [`Flusher::new`], giving way to new connections while `lane` says one waits.
+    pub fn with_lane(budget: usize, lane: Arc<Lane>) -> Arc<Flusher> {
         let (wake, woken) = async_channel::bounded(1);
         Arc::new(Flusher {
             budget: Budget::new(budget),
             dirty: Mutex::new(Vec::new()),
             wake,
             woken,
+            lane,
         })
     }
 
@@ -526,7 +540,8 @@ impl Flusher {
 
     /// Writes dirty outboxes whenever there are some, until the flusher is closed. A pass
     /// over many outboxes gives way every [`FLUSH_PER_TURN`] of them, so a fan-out to
-    /// thousands (each write a system call) never keeps a new client waiting for long.
+    /// thousands (each write a system call) never keeps a new client waiting for long, and
+    /// lets a connection waiting to be accepted go first at once.
     pub async fn run(self: Arc<Self>) {
         let mut batch = Vec::new();
         while self.woken.recv().await.is_ok() {
@@ -537,6 +552,10 @@ impl Flusher {
                 }
                 let mut written = 0;
                 for outbox in batch.drain(..) {
+                    if self.lane.waiting() {
+                        // A new connection got in line behind this pass: it goes first.
+                        rt::yield_now().await;
+                    }
                     outbox.flush();
                     written += 1;
                     if written % FLUSH_PER_TURN == 0 {

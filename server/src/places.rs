@@ -91,7 +91,7 @@ impl Places {
                     send_history(
                         conn,
                         room.name.as_str(),
-                        &room.history_within(hub.config.send_queue / 2),
+                        &room.history_within(hub.history_room()),
                     );
                 }
             },
@@ -120,11 +120,7 @@ impl Places {
                         text: Some(topic.text.as_str()),
                     });
                 }
-                send_history(
-                    conn,
-                    room_name,
-                    &room.history_within(hub.config.send_queue / 2),
-                );
+                send_history(conn, room_name, &room.history_within(hub.history_room()));
             });
         let reply = match entered {
             Ok((room, fanned)) => {

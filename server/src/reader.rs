@@ -37,6 +37,9 @@ const MESSAGES_PER_TURN: u32 = 64;
 /// queues at most about 64 × 16 = 1,024 deliveries past its first message (each may be a
 /// write system call: a few milliseconds in all).
 const DELIVERIES_PER_MESSAGE: u64 = 16;
+/// Deliveries from one message that make its sender give way to a connection waiting to be
+/// accepted before its next message (see [`crate::lane`]).
+const CROWD: u64 = 256;
 
 /// What the reader found.
 pub enum Next<'a> {
@@ -79,6 +82,9 @@ pub struct Reader {
     closed: Option<oneshot::Receiver<()>>,
     /// Messages returned since the task last let the others run.
     streak: u32,
+    /// The last message fanned out to a crowd: before the next one, a connection waiting
+    /// to be accepted goes first (see [`crate::lane`]).
+    crowd: bool,
     /// Where this reader waits for the pacer's tick, while it does.
     tick: Option<TickSlot>,
     /// The read in progress has already found the socket empty once.
@@ -105,6 +111,7 @@ impl Reader {
             last_read: 0,
             closed: None,
             streak: 0,
+            crowd: false,
             tick: None,
             waited: false,
             filled: false,
@@ -221,6 +228,7 @@ impl Reader {
     pub fn count_fanout(&mut self, deliveries: u64) {
         let units = (deliveries / DELIVERIES_PER_MESSAGE).min(u64::from(MESSAGES_PER_TURN));
         self.streak = self.streak.saturating_add(units as u32);
+        self.crowd = deliveries >= CROWD;
     }
 
     /// [`Reader::next`], one poll at a time.
@@ -229,6 +237,13 @@ impl Reader {
         // give way and, on one executor thread, would stall everyone else: take turns.
         if self.streak >= MESSAGES_PER_TURN {
             self.streak = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        // Another broadcast to a crowd costs milliseconds: a new connection the accept loop
+        // has not taken yet goes first (once; the next crowd sets this again).
+        if self.crowd && hub.lane.waiting() {
+            self.crowd = false;
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }

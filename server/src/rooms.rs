@@ -179,7 +179,7 @@ impl Room {
     }
 
     /// The newest of what was said that fits in `bytes`, oldest first: what a joiner is
-    /// shown (half its send queue at most, so the replay alone never gets it evicted).
+    /// shown (see [`crate::hub::Hub::history_room`]: the replay alone never gets it evicted).
     pub fn history_within(&self, bytes: usize) -> Vec<Entry> {
         sync::lock(&self.history).newest_within(bytes)
     }

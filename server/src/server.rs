@@ -3,13 +3,16 @@
 //! The accept loop never dies of a failed `accept`: running out of descriptors (EMFILE) or
 //! memory is logged and retried with a back-off, while existing connections carry on.
 
+use std::future::Future;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use async_std::io::WriteExt;
-use futures::future::{select, Either};
+use futures::future::{poll_fn, select, Either};
 use log::{error, info, warn};
 
 use crate::cluster::Cluster;
@@ -23,6 +26,8 @@ use crate::shutdown::{Shutdown, TaskGuard, Tasks};
 
 /// How long connections get to flush their last messages at shutdown.
 const DRAIN_TIME: Duration = Duration::from_secs(5);
+/// New connections whose first steps the accept loop runs in one turn (see [`start`]).
+const STARTS_PER_TURN: usize = 16;
 /// Longest pause between accept retries after a resource error.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -128,8 +133,12 @@ async fn accept_loop(
     guard: TaskGuard,
 ) {
     let mut backoff = Duration::from_millis(5);
+    let mut started = 0usize;
+    let mut watcher = hub.lane.watcher();
     loop {
-        let accepted = match select(pin!(listener.accept()), pin!(hub.shutdown.wait())).await {
+        let accept = pin!(listener.accept());
+        let accept = watcher.watch(accept);
+        let accepted = match select(pin!(accept), pin!(hub.shutdown.wait())).await {
             Either::Left((accepted, _)) => accepted,
             Either::Right(_) => return,
         };
@@ -139,7 +148,11 @@ async fn accept_loop(
                 match hub.admit() {
                     Some(id) => {
                         let (hub, services, guard) = (hub.clone(), services.clone(), guard.clone());
-                        rt::spawn(serve(hub, services, stream, peer, id, door, guard));
+                        start(serve(hub, services, stream, peer, id, door, guard)).await;
+                        started += 1;
+                        if started.is_multiple_of(STARTS_PER_TURN) {
+                            rt::yield_now().await;
+                        }
                     }
                     None => {
                         warn!(
@@ -157,6 +170,27 @@ async fn accept_loop(
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+}
+
+/// Runs a new connection's task here, in the accept loop's turn, until it first waits, and
+/// only then hands it to the executor. A client usually sends its first command with the
+/// connection, so its framing, its `JOIN` and the `HELLO` are done at once: spawned, the
+/// task would first wait behind every task already in the queue, and under a flood of
+/// broadcasts to thousands each of those turns costs milliseconds. (A panic in the task ends
+/// the task, as it would on the executor, not the accept loop.)
+async fn start(task: impl Future<Output = ()> + Send + 'static) {
+    let mut task = Box::pin(task);
+    let first = poll_fn(|cx| {
+        Poll::Ready(panic::catch_unwind(AssertUnwindSafe(|| {
+            task.as_mut().poll(cx)
+        })))
+    })
+    .await;
+    match first {
+        Ok(Poll::Pending) => rt::spawn(task),
+        Ok(Poll::Ready(())) => {}
+        Err(_) => error!("a connection's task panicked as it started"),
     }
 }
 

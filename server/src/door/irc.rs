@@ -912,7 +912,7 @@ impl Irc {
         } else {
             self.num("366", &[chan], Some("End of /NAMES list"));
         }
-        self.history(chan, &room.history_within(self.hub.config.send_queue / 2));
+        self.history(chan, &room.history_within(self.hub.history_room()));
     }
 
     /// Replays a room's history: in a `chathistory` batch with the original times when the
