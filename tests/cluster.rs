@@ -320,6 +320,23 @@ mod unix {
         await_list(c, everyone);
     }
 
+    /// The four people `who` (node, name, framing) join in turn, each once its node lists
+    /// everyone before it; everyone already in hears each join.
+    fn gather(c: &Cluster, who: [(usize, &str, Framing); 4]) -> [Client; 4] {
+        let mut people: Vec<Client> = Vec::new();
+        let mut names: Vec<&str> = Vec::new();
+        for (node, name, f) in who {
+            let mut x = c.client(node, f);
+            names.push(name);
+            join_seeing(&mut x, name, &names);
+            for p in &mut people {
+                p.expect(&format!("* {name} joined"));
+            }
+            people.push(x);
+        }
+        people.try_into().unwrap_or_else(|_| panic!("four people"))
+    }
+
     /// JOIN on A, LIST on B shows it; the name is taken on B too, in any case; QUIT frees it
     /// everywhere.
     fn names_are_one_across_nodes(f: Framing) {
@@ -379,20 +396,15 @@ mod unix {
     fn broadcasts_reach_every_node(f: Framing) {
         let Some(c) = Cluster::plain(3) else { return };
         c.await_fanout();
-        let mut ann = c.client(0, f);
-        ann.join("ann");
-        let mut bob = c.client(1, other(f));
-        join_seeing(&mut bob, "bob", &["ann", "bob"]);
-        ann.expect("* bob joined");
-        let mut cat = c.client(2, f);
-        join_seeing(&mut cat, "cat", &["ann", "bob", "cat"]);
-        ann.expect("* cat joined");
-        bob.expect("* cat joined");
-        let mut dan = c.client(0, other(f));
-        join_seeing(&mut dan, "dan", &["ann", "bob", "cat", "dan"]);
-        for x in [&mut ann, &mut bob, &mut cat] {
-            x.expect("* dan joined");
-        }
+        let [mut ann, mut bob, mut cat, mut dan] = gather(
+            &c,
+            [
+                (0, "ann", f),
+                (1, "bob", other(f)),
+                (2, "cat", f),
+                (0, "dan", other(f)),
+            ],
+        );
         ann.send("BCST hello everyone");
         for x in [&mut bob, &mut cat, &mut dan] {
             x.expect("ann BCST hello everyone");
@@ -412,20 +424,15 @@ mod unix {
     fn rooms_span_nodes(f: Framing) {
         let Some(c) = Cluster::plain(3) else { return };
         c.await_fanout();
-        let mut ann = c.client(0, f);
-        ann.join("ann");
-        let mut bob = c.client(1, other(f));
-        join_seeing(&mut bob, "bob", &["ann", "bob"]);
-        ann.expect("* bob joined");
-        let mut cat = c.client(1, f);
-        join_seeing(&mut cat, "cat", &["ann", "bob", "cat"]);
-        ann.expect("* cat joined");
-        bob.expect("* cat joined");
-        let mut eve = c.client(2, other(f));
-        join_seeing(&mut eve, "eve", &["ann", "bob", "cat", "eve"]);
-        for x in [&mut ann, &mut bob, &mut cat] {
-            x.expect("* eve joined");
-        }
+        let [mut ann, mut bob, mut cat, mut eve] = gather(
+            &c,
+            [
+                (0, "ann", f),
+                (1, "bob", other(f)),
+                (1, "cat", f),
+                (2, "eve", other(f)),
+            ],
+        );
 
         ann.send("ENTER #dev");
         ann.expect("ENTERED #dev");
@@ -847,17 +854,6 @@ mod unix {
         new.expect_nothing_pending();
     }
 
-    /// Reads IRC lines until one contains `needle`; returns it.
-    #[track_caller]
-    fn until(c: &mut Client, needle: &str) -> String {
-        loop {
-            let line = c.recv();
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
     /// The IRC door on node A and the chat port on node B: one name space, the lobby,
     /// private messages both ways, a room, and the IRC refusals.
     #[test]
@@ -873,37 +869,37 @@ mod unix {
         ivy.send("USER ivy 0 * :Ivy the tester");
         ivy.expect(":chat-server 433 * BOB :Nickname is already in use");
         ivy.send("NICK ivy");
-        until(&mut ivy, " 366 ivy #lobby ");
+        ivy.until(" 366 ivy #lobby ");
         bob.expect("* ivy joined");
 
         bob.send("BCST hello irc");
-        let line = until(&mut ivy, " PRIVMSG #lobby :hello irc");
+        let line = ivy.until(" PRIVMSG #lobby :hello irc");
         assert!(line.starts_with(":bob!"), "{line}");
         ivy.send("PRIVMSG #lobby :hello native");
         bob.expect("ivy BCST hello native");
         ivy.send("PRIVMSG Bob :psst");
         bob.expect("ivy SENT psst");
         bob.send("MSG IVY psst back");
-        let line = until(&mut ivy, " PRIVMSG ivy :psst back");
+        let line = ivy.until(" PRIVMSG ivy :psst back");
         assert!(line.starts_with(":bob!"), "{line}");
         ivy.send("PRIVMSG nobody :hello?");
         ivy.expect(":chat-server 401 ivy nobody :No such nick/channel");
         // WHOIS of a user on the other node: the name, and that it is elsewhere.
         ivy.send("WHOIS bob");
         ivy.expect(":chat-server 311 ivy bob bob chat * :bob");
-        let line = until(&mut ivy, " 312 ivy bob chat-server :");
+        let line = ivy.until(" 312 ivy bob chat-server :");
         assert!(line.contains("another server of the cluster"), "{line}");
         ivy.expect(":chat-server 318 ivy bob :End of /WHOIS list");
 
         bob.send("ENTER #dev");
         bob.expect("ENTERED #dev");
         ivy.send("JOIN #dev");
-        until(&mut ivy, " 366 ivy #dev ");
+        ivy.until(" 366 ivy #dev ");
         bob.expect("* ivy entered #dev");
         ivy.send("PRIVMSG #dev :in dev");
         bob.expect("ivy SAY #dev in dev");
         bob.send("SAY #dev back in dev");
-        let line = until(&mut ivy, " PRIVMSG #dev :back in dev");
+        let line = ivy.until(" PRIVMSG #dev :back in dev");
         assert!(line.starts_with(":bob!"), "{line}");
     }
 }

@@ -13,17 +13,6 @@ fn server(extra: &[&str]) -> Server {
     Server::start(&args)
 }
 
-/// Reads lines until one contains `needle`; returns it. Fails after the client's timeout.
-#[track_caller]
-fn until(c: &mut Client, needle: &str) -> String {
-    loop {
-        let line = c.recv();
-        if line.contains(needle) {
-            return line;
-        }
-    }
-}
-
 /// Reads lines until one contains `needle`; returns every line read, that one last.
 #[track_caller]
 fn lines_until(c: &mut Client, needle: &str) -> Vec<String> {
@@ -44,7 +33,7 @@ fn register(s: &Server, nick: &str) -> Client {
     let mut c = s.irc();
     c.send(&format!("NICK {nick}"));
     c.send(&format!("USER {nick} 0 * :{nick} the tester"));
-    until(&mut c, &format!(" 366 {nick} #lobby "));
+    c.until(&format!(" 366 {nick} #lobby "));
     c
 }
 
@@ -55,11 +44,11 @@ fn register_with(s: &Server, nick: &str, caps: &str) -> Client {
     c.send("CAP LS 302");
     c.send(&format!("NICK {nick}"));
     c.send(&format!("USER {nick} 0 * :{nick}"));
-    until(&mut c, "CAP * LS");
+    c.until("CAP * LS");
     c.send(&format!("CAP REQ :{caps}"));
     c.expect(&format!(":chat-server CAP * ACK :{caps}"));
     c.send("CAP END");
-    until(&mut c, &format!(" 366 {nick} #lobby "));
+    c.until(&format!(" 366 {nick} #lobby "));
     c
 }
 
@@ -145,7 +134,7 @@ fn errors_before_and_after_registration() {
     c.expect(":chat-server 410 * BOGUS :Invalid CAP command");
     c.send("NICK zed");
     c.send("USER zed 0 * :Zed");
-    until(&mut c, " 366 zed #lobby ");
+    c.until(" 366 zed #lobby ");
     c.send("FROB x");
     c.expect(":chat-server 421 zed FROB :Unknown command");
     c.send("JOIN");
@@ -192,7 +181,7 @@ fn one_name_space_with_the_chat_port() {
     c.expect(":chat-server 433 * ALICE :Nickname is already in use");
     c.send("NICK bob");
     c.send("USER bob 0 * :Bob");
-    until(&mut c, " 366 bob #lobby ");
+    c.until(" 366 bob #lobby ");
     alice.expect("* bob joined");
     let mut other = s.line();
     other.send("JOIN Bob");
@@ -399,7 +388,7 @@ fn ircv3_server_time_echo_multi_prefix_and_batch_history() {
         "server-time echo-message multi-prefix batch message-tags",
     );
     a.send("JOIN #dev");
-    until(&mut a, " 366 ann #dev ");
+    a.until(" 366 ann #dev ");
     for text in ["one", "two"] {
         a.send(&format!("PRIVMSG #dev :{text}"));
         // echo-message: the sender gets its own message back, with its time.
@@ -411,7 +400,7 @@ fn ircv3_server_time_echo_multi_prefix_and_batch_history() {
         );
     }
     a.send("MODE #dev +v ann");
-    until(&mut a, "MODE #dev +v ann");
+    a.until("MODE #dev +v ann");
     a.send("NAMES #dev");
     a.expect(":chat-server 353 ann = #dev :@+ann");
     a.expect(":chat-server 366 ann #dev :End of /NAMES list");
@@ -440,7 +429,7 @@ fn ircv3_server_time_echo_multi_prefix_and_batch_history() {
     assert_eq!(got[start + 3], format!(":chat-server BATCH -{id}"));
     // Live messages carry the time they were received.
     a.send("PRIVMSG #dev :three");
-    let live = until(&mut b, "PRIVMSG #dev :three");
+    let live = b.until("PRIVMSG #dev :three");
     assert!(live.starts_with("@time=20"), "{live}");
     // A client without capabilities gets the history as plain lines.
     let mut c = register(&s, "cat");
@@ -458,7 +447,7 @@ fn ircv3_server_time_echo_multi_prefix_and_batch_history() {
     let mut d = s.irc();
     d.send("NICK dan");
     d.send("USER dan 0 * :Dan");
-    until(&mut d, ":nat!nat@chat PRIVMSG #lobby :before you came");
+    d.until(":nat!nat@chat PRIVMSG #lobby :before you came");
 }
 
 #[test]
@@ -516,7 +505,7 @@ fn bad_input_is_answered_and_the_connection_goes_on() {
     }
     assert_eq!((joined, refused), (19, 981));
     c.send("PING :alive");
-    until(&mut c, "PONG chat-server :alive");
+    c.until("PONG chat-server :alive");
     alice.send("ROOMS");
     alice.expect("ROOMS 20");
     for _ in 0..20 {
@@ -566,7 +555,7 @@ fn nick_floods_are_held_by_flood_control() {
     d.send("NICK alice");
     d.expect(":chat-server 433 * alice :Nickname is already in use");
     d.send("USER d 0 * :D");
-    until(&mut d, " 366 try4 #lobby ");
+    d.until(" 366 try4 #lobby ");
     s.assert_chats();
 }
 
@@ -582,7 +571,7 @@ fn an_irc_client_that_stops_reading_is_dropped_at_its_send_queue() {
     );
     slow.send("NICK slow");
     slow.send("USER slow 0 * :Slow");
-    until(&mut slow, " 366 slow #lobby ");
+    slow.until(" 366 slow #lobby ");
     alice.expect("* slow joined");
     // slow reads no more; alice talks until the server gives up on it.
     // (Loopback send buffers hold megabytes before the queue itself fills.)
@@ -640,7 +629,7 @@ fn sasl_plain_over_tls_takes_an_account_nick() {
     sign_up_alice(&s);
     let mut c = irc_tls(&s);
     c.send("CAP LS 302");
-    let ls = until(&mut c, "CAP * LS");
+    let ls = c.until("CAP * LS");
     assert!(ls.contains("sasl=PLAIN"), "{ls}");
     c.send("NICK alice");
     c.send("USER alice 0 * :Alice");
@@ -649,15 +638,15 @@ fn sasl_plain_over_tls_takes_an_account_nick() {
     c.send("AUTHENTICATE PLAIN");
     c.expect("AUTHENTICATE +");
     c.send("AUTHENTICATE AGFsaWNlAGNvcnJlY3QgaG9yc2UgYmF0dGVyeQ==");
-    let logged = until(&mut c, " 900 ");
+    let logged = c.until(" 900 ");
     assert!(
         logged.contains(" alice :You are now logged in as alice"),
         "{logged}"
     );
     c.expect(":chat-server 903 * :SASL authentication successful");
     c.send("CAP END");
-    until(&mut c, " 001 alice ");
-    until(&mut c, " 366 alice #lobby ");
+    c.until(" 001 alice ");
+    c.until(" 366 alice #lobby ");
     c.send("QUIT");
 }
 
@@ -670,24 +659,24 @@ fn account_nicks_need_sasl_and_sasl_needs_the_password() {
     sign_up_alice(&s);
     let mut plain = s.irc();
     plain.send("CAP LS 302");
-    let ls = until(&mut plain, "CAP * LS");
+    let ls = plain.until("CAP * LS");
     assert!(!ls.contains("sasl"), "SASL offered in clear text: {ls}");
     plain.send("CAP REQ :sasl");
     plain.expect(":chat-server CAP * NAK :sasl");
     plain.send("NICK alice");
     plain.send("USER alice 0 * :Alice");
     plain.send("CAP END");
-    let refused = until(&mut plain, " 433 ");
+    let refused = plain.until(" 433 ");
     assert!(refused.contains("alice :Nickname is reserved"), "{refused}");
     // In any case.
     plain.send("NICK ALICE");
-    let refused = until(&mut plain, " 433 ");
+    let refused = plain.until(" 433 ");
     assert!(refused.contains("ALICE :Nickname is reserved"), "{refused}");
     plain.send("NICK notalice");
-    until(&mut plain, " 366 notalice #lobby ");
+    plain.until(" 366 notalice #lobby ");
     // And once registered, not by a change of nick either.
     plain.send("NICK alice");
-    let refused = until(&mut plain, " 433 ");
+    let refused = plain.until(" 433 ");
     assert!(refused.contains("alice :Nickname is reserved"), "{refused}");
 
     for attempt in [
@@ -697,7 +686,7 @@ fn account_nicks_need_sasl_and_sasl_needs_the_password() {
     ] {
         let mut c = irc_tls(&s);
         c.send("CAP LS 302");
-        until(&mut c, "CAP * LS");
+        c.until("CAP * LS");
         c.send("CAP REQ :sasl");
         c.expect(":chat-server CAP * ACK :sasl");
         c.send("AUTHENTICATE PLAIN");

@@ -208,6 +208,22 @@ pub fn fanout(state: &State, except: Option<u64>, event: &Event<'_>) -> u64 {
     n
 }
 
+/// Pushes `encoded` to each member of `state` not yet in `told` (and adds them): one event
+/// over several rooms reaches each person once. Returns deliveries queued.
+fn tell_once(state: &State, told: &mut HashSet<u64>, encoded: &mut Encoded<'_>) -> u64 {
+    let mut n = 0;
+    for (id, m) in &state.members {
+        if told.insert(*id) {
+            let bytes = encoded.bytes(m.conn.wire());
+            if !bytes.is_empty() {
+                let _ = m.conn.outbox.push(bytes);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 /// Why a connection could not enter a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnterError {
@@ -474,15 +490,7 @@ impl Rooms {
                 reason,
             };
             let mut encoded = Encoded::new(&event);
-            for (mid, m) in st.members.iter_mut() {
-                if told.insert(*mid) {
-                    let bytes = encoded.bytes(m.conn.wire());
-                    if !bytes.is_empty() {
-                        let _ = m.conn.outbox.push(bytes);
-                        fanned += 1;
-                    }
-                }
-            }
+            fanned += tell_once(&st, &mut told, &mut encoded);
             drop(st);
             self.drop_if_empty(room);
         }
@@ -536,15 +544,7 @@ impl Rooms {
                 continue;
             };
             me.nick = nick.clone();
-            for (mid, m) in &st.members {
-                if told.insert(*mid) {
-                    let bytes = encoded.bytes(m.conn.wire());
-                    if !bytes.is_empty() {
-                        let _ = m.conn.outbox.push(bytes);
-                        fanned += 1;
-                    }
-                }
-            }
+            fanned += tell_once(&st, &mut told, &mut encoded);
         }
         fanned
     }
@@ -809,15 +809,7 @@ impl Rooms {
                 reason,
             };
             let mut encoded = Encoded::new(&event);
-            for (mid, m) in &st.members {
-                if told.insert(*mid) {
-                    let bytes = encoded.bytes(m.conn.wire());
-                    if !bytes.is_empty() {
-                        let _ = m.conn.outbox.push(bytes);
-                        fanned += 1;
-                    }
-                }
-            }
+            fanned += tell_once(&st, &mut told, &mut encoded);
             drop(st);
             self.drop_if_empty(&room);
         }
@@ -922,15 +914,7 @@ impl Rooms {
                 r.nick = nick.clone();
                 st.remote.insert(new_key, r);
             }
-            for (mid, m) in &st.members {
-                if told.insert(*mid) {
-                    let bytes = encoded.bytes(m.conn.wire());
-                    if !bytes.is_empty() {
-                        let _ = m.conn.outbox.push(bytes);
-                        fanned += 1;
-                    }
-                }
-            }
+            fanned += tell_once(&st, &mut told, &mut encoded);
         }
         fanned
     }

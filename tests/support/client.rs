@@ -360,6 +360,18 @@ impl Client {
         }
     }
 
+    /// Reads messages until one contains `needle` (an IRC line, say, among others); returns
+    /// it. Fails after the client's timeout.
+    #[track_caller]
+    pub fn until(&mut self, needle: &str) -> String {
+        loop {
+            let line = self.recv_for(needle);
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
     /// The next message if one arrives within `timeout`.
     pub fn try_recv(&mut self, timeout: Duration) -> Option<String> {
         match self.next_message(timeout) {
