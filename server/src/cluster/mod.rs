@@ -62,7 +62,8 @@ impl Cluster {
         let link = Link::new(url).map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                format!("--cluster {url}: {e}"),
+                // Not the URL itself: it may carry Redis's password.
+                format!("--cluster: not a Redis address: {e}"),
             )
         })?;
         let node: Arc<str> = Arc::from(new_node_id());
@@ -135,6 +136,16 @@ mod tests {
     #[test]
     fn keys_are_prefixed() {
         assert_eq!(key("name", "alice"), "chat:name:alice");
+    }
+
+    #[test]
+    fn a_bad_address_is_refused_without_echoing_its_password() {
+        let err = Cluster::start("redis://:s3cret@", names::DEFAULT_LEASE)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.starts_with("--cluster: not a Redis address"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
     }
 
     #[test]
