@@ -24,6 +24,10 @@
 #               on the same server, by one reader
 #   readers100  compose --no-read with 100 composers to 100 target users, then `read` by
 #               100 readers at once (one per target)
+#   amplify2000 (not in the default list) the memory-amplification attack: amplify -n 2000
+#               -s 2 -m 810 --size 4000 (2,000 clients that never read, two broadcasting
+#               4,000-byte messages; a fresh client JOINs every 20 ms): peak RSS and the
+#               fresh clients' JOIN→HELLO
 #               Syncs per message are counted with
 #               `perf stat -e syscalls:sys_enter_{fsync,fdatasync}` on the server (or
 #               strace -c, or not at all: SYNC_TOOL=perf|strace|none), and any server
@@ -193,6 +197,7 @@ for scen in $SCENARIOS; do
         fanout1000) traffic "$scen" fanout -n 1000 -s 5 -m 200 ;;
         dm100) traffic "$scen" dm -n 100 -m 1000 ;;
         idle5000) traffic "$scen" idle -n 5000 ;;
+        amplify2000) traffic "$scen" amplify -n 2000 -s 2 -m 810 --size 4000 ;;
         disk1) compose "$scen" disk 1 3000 1 ;;
         compose1) compose "$scen" compose 1 1000 1 ;;
         compose10) compose "$scen" compose 10 500 1 ;;
@@ -262,6 +267,14 @@ for s in scens:
     d = load(s)
     if d is None:
         rows.append((s, "missing") + ("",) * 6)
+    elif s.startswith("amplify"):
+        p = d.get("probe_join_hello_us") or {}
+        lat = " / ".join("-" if p.get(k) is None else f"{p[k] / 1000:.2f}" for k in ("p50", "p99", "max"))
+        rows.append((s, "complete" if not d.get("probe_failures") else "probe failures",
+                     f"{num(d.get('broadcasts_sent'))} broadcasts, JOIN→HELLO of {num(d.get('probes'))} probes",
+                     lat, "-", num((d.get("rss_max_kb") or 0) / 1024, "{:.1f}"),
+                     f"RSS before {num((d.get('rss_before_kb') or 0) / 1024, '{:.1f}')} MiB, "
+                     f"probe failures {d.get('probe_failures')}", "-"))
     elif s.startswith("idle"):
         i = d.get("idle", {})
         rows.append((s, d.get("outcome"), f"{num(i.get('bytes_per_conn'))} bytes/conn", "-", "-",
@@ -285,7 +298,10 @@ for s in scens:
         print(f"{s}: disk limit {num(disk.get('fdatasync_per_s'))} fdatasync/s (before "
               f"{num(disk.get('fdatasync_per_s_before'))}, after {num(disk.get('fdatasync_per_s_after'))}); "
               f"one composer {num(disk.get('acked_per_s'))} acked COMPOSEs/s = "
-              f"{num(disk.get('fraction_of_limit'), '{:.3f}')} of the limit")
+              f"{num(disk.get('fraction_of_limit'), '{:.3f}')} of the limit; PING round trip "
+              f"{num(disk.get('round_trip_us'), '{:.0f}')} µs, so one client waiting for each answer "
+              f"gets at most {num(disk.get('serial_bound_per_s'))}/s: one composer = "
+              f"{num(disk.get('fraction_of_serial_bound'), '{:.3f}')} of that")
 for s in scens:
     p = os.path.join(out, s + ".server-syncs.txt")
     if os.path.exists(p) and os.path.getsize(p):

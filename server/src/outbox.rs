@@ -403,6 +403,17 @@ impl Outbox {
         self.write_now(st);
     }
 
+    /// Writes what is queued now instead of at the flusher's pass, which under a flood of
+    /// broadcasts may be thousands of outboxes away: for a newcomer's welcome, which someone
+    /// is waiting for (one write per connection, so it costs nothing in batching).
+    pub fn flush_now(self: &Arc<Self>) {
+        let st = self.lock();
+        if st.writing || st.phase == Phase::Closed {
+            return;
+        }
+        self.write_now(st);
+    }
+
     /// The direct write: everything unsent, without waiting. What the socket does not take
     /// goes to a writer task; a drained buffer closes a finishing connection.
     fn write_now(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
@@ -690,6 +701,29 @@ mod tests {
             let mut got = String::new();
             client.read_to_string(&mut got).await.unwrap();
             assert_eq!(got, "* ERROR send queue full\n");
+        });
+    }
+
+    #[test]
+    fn flush_now_writes_without_waiting_for_the_flusher() {
+        async_std::task::block_on(async {
+            let (server, mut client) = pair().await;
+            // No flusher task runs: only a direct write can get the bytes out.
+            let flusher = Flusher::new(1 << 30);
+            let outbox = Outbox::new(server, settings(1 << 20), flusher.clone());
+            outbox.push(b"HELLO alice\n").unwrap();
+            assert_eq!(
+                outbox.queued(),
+                12,
+                "a small push waits for the flusher's pass"
+            );
+            outbox.flush_now();
+            assert_eq!(outbox.queued(), 0);
+            let mut got = [0u8; 12];
+            rt::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+                .await
+                .unwrap();
+            assert_eq!(&got, b"HELLO alice\n");
         });
     }
 }

@@ -99,6 +99,8 @@ impl Places {
         if let Ok((_, fanned)) = entered {
             hub.add_fanned(fanned);
         }
+        // Someone waits for this welcome: write it now, not after the flusher's pass.
+        conn.outbox.flush_now();
     }
 
     /// `ENTER <#room> [<key>]`.
