@@ -8,6 +8,7 @@ use chat_tests::{both_framings, Client, Framing, Server, TempDir, TIMEOUT};
 
 both_framings!(
     unacknowledged_read_comes_back_after_kill_9,
+    reads_in_a_row_lose_nothing_across_kill_9,
     ack_answers_by_what_was_held,
 );
 
@@ -60,6 +61,41 @@ fn unacknowledged_read_comes_back_after_kill_9(f: Framing) {
     c.send("LOGIN rex");
     c.expect("1");
     read(&mut c, "ann", "third");
+    c.send("READ");
+    c.expect("READ ERROR");
+}
+
+/// READs in a row: each hands out the next message while the previous one's removal is still
+/// on its way to the disk (so one reader is not held to a sync plus a round trip per
+/// message). kill -9 right after the last answer: the messages whose removals were waited
+/// for are gone, the one whose removal was in flight may come back, and the unacknowledged
+/// last one always does.
+fn reads_in_a_row_lose_nothing_across_kill_9(f: Framing) {
+    let dir = TempDir::new();
+    let mut s = Server::start_in(dir.path(), &["--mailbox-port", "0"]);
+    let texts = ["first", "second", "third", "fourth", "fifth"];
+    compose(&s, "ann", "rex", &texts);
+    let mut c = s.client(f);
+    c.send("LOGIN rex");
+    c.expect("5");
+    for text in texts {
+        read(&mut c, "ann", text);
+    }
+    s.kill9();
+
+    let s = Server::start_in(dir.path(), &["--mailbox-port", "0"]);
+    let mut c = s.client(f);
+    c.send("LOGIN rex");
+    let left: usize = c.recv().parse().expect("LOGIN answers a count");
+    assert!(
+        left == 1 || left == 2,
+        "{left} messages left: the first three were acknowledged and waited for"
+    );
+    for text in &texts[texts.len() - left..] {
+        read(&mut c, "ann", text);
+    }
+    c.send("ACK");
+    c.expect("ACKED");
     c.send("READ");
     c.expect("READ ERROR");
 }

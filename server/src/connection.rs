@@ -232,7 +232,7 @@ fn chat<'a>(
             if session.must_settle(payload) {
                 // The last READ's message is acknowledged (durably) before this command, and
                 // mailbox commands wait for the log to be loaded.
-                Box::pin(session.settle()).await;
+                Box::pin(session.settle(payload)).await;
             }
             let fanned = hub.fanned();
             let step = session.handle(payload);

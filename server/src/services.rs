@@ -417,6 +417,11 @@ impl Services {
         }
     }
 
+    /// Whether the mailboxes live in the cluster's Redis rather than in this node's store.
+    pub fn is_clustered(&self) -> bool {
+        self.remote.is_some()
+    }
+
     /// Gives back message `id`, which connection `conn` held and never acknowledged (it
     /// disconnected): the next reader gets it.
     pub async fn release(&self, user: &str, id: u64, conn: u64) {

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::channel::oneshot;
 use log::{error, info, warn};
 
 use protocol::text::payload_str;
@@ -20,7 +21,8 @@ use crate::hub::{Conn, Hub, Joined};
 use crate::places::Places;
 use crate::reason::Disconnect;
 use crate::registry::Owner;
-use crate::services::{Proof, Services};
+use crate::rt;
+use crate::services::{Proof, ServiceError, Services};
 
 /// What the connection does after a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +126,16 @@ enum Pending {
     Skip(u8, Refusal),
 }
 
+/// A READ's message whose removal was started by the next READ without waiting for it (see
+/// [`Session::settle`]).
+#[derive(Debug)]
+struct Acking {
+    /// The message being removed.
+    id: u64,
+    /// The removal's outcome; on an error the message has been released (read again later).
+    done: oneshot::Receiver<Result<(), ServiceError>>,
+}
+
 /// One chat-port connection's state.
 pub struct Session {
     /// The shared state.
@@ -141,8 +153,13 @@ pub struct Session {
     /// Id of the message the last READ handed out, held until the next command acknowledges
     /// it (its removal is then made durable first) or the connection ends (it is released).
     held: Option<u64>,
+    /// A removal on its way to the disk, awaited before the next command (boxed: most
+    /// connections never READ).
+    acking: Option<Box<Acking>>,
     /// What acknowledging the held message did before the current command.
     settled: Settled,
+    /// The last removal failed: the next acknowledgement waits for its removal again.
+    ack_failed: bool,
     /// Where the connection comes from.
     origin: Origin,
     /// The account this connection proved (by SIGNUP or AUTH), if any.
@@ -162,7 +179,9 @@ impl Session {
             machine: None,
             pending: Pending::Command,
             held: None,
+            acking: None,
             settled: Settled::Nothing,
+            ack_failed: false,
             origin,
             account: None,
             places: Places::default(),
@@ -174,6 +193,7 @@ impl Session {
     /// command that reads them (LOGIN, READ, ACK; COMPOSE waits by itself). Chat never waits.
     pub fn must_settle(&self, payload: &[u8]) -> bool {
         self.held.is_some()
+            || self.acking.is_some()
             || (!self.services.store.is_loaded()
                 && matches!(
                     payload.split(|&b| b == b' ').next(),
@@ -185,28 +205,74 @@ impl Session {
     /// the removal is durable (group-committed) before that command is handled. If it cannot
     /// be written, says so and keeps holding the message (the next command tries again).
     /// Also waits, first, until the mailboxes are loaded.
-    pub async fn settle(&mut self) {
+    ///
+    /// One exception keeps a lone reader at the disk's pace rather than a sync plus a round
+    /// trip per message: when the next command (`payload`) is another READ, the removal is
+    /// started and *not* waited for, the next message is handed out at once, and the removal's
+    /// outcome is waited for before the command after that. The first message stays held (no
+    /// other reader can have it) until its removal is durable; if the removal fails, it is
+    /// released, to be read again, never lost (after a crash in between it is also read
+    /// again), and the failure is this command's answer. After a failure, acknowledgements
+    /// wait again until one succeeds. In a cluster every removal is waited for.
+    pub async fn settle(&mut self, payload: &[u8]) {
         self.services.store.loaded().await;
+        if let Some(acking) = self.acking.take() {
+            let outcome = acking.done.await.unwrap_or_else(|_| {
+                Err(ServiceError::Io(std::io::Error::other(
+                    "the removal was abandoned",
+                )))
+            });
+            if let Err(e) = outcome {
+                self.ack_failed = true;
+                self.settled = Settled::Failed;
+                return self.removal_failed(acking.id, &e);
+            }
+            self.ack_failed = false;
+            self.settled = Settled::Removed;
+        }
         let Some(id) = self.held else {
             return;
         };
         let user = self.name.as_ref().map_or("", |n| n.as_str());
+        let reading = payload.split(|&b| b == b' ').next() == Some(b"READ");
+        if reading && !self.ack_failed && !self.services.is_clustered() {
+            let (tx, done) = oneshot::channel();
+            let (services, user, conn) = (self.services.clone(), user.to_owned(), self.conn.id);
+            rt::spawn(async move {
+                let outcome = services.remove(&user, id, conn).await;
+                if outcome.is_err() {
+                    services.release(&user, id, conn).await;
+                }
+                let _ = tx.send(outcome);
+            });
+            self.held = None;
+            self.acking = Some(Box::new(Acking { id, done }));
+            return;
+        }
         match self.services.remove(user, id, self.conn.id).await {
             Ok(()) => {
                 self.held = None;
+                self.ack_failed = false;
                 self.settled = Settled::Removed;
             }
             Err(e) => {
-                error!(
-                    "{} {user}: acknowledging message {id} failed: {}",
-                    self.conn.label,
-                    e.cause()
-                );
+                self.ack_failed = true;
                 self.settled = Settled::Failed;
-                let detail = format!("the mailbox could not be updated: {e}; nothing was removed");
-                self.reply(Reply::Failed(&detail));
+                self.removal_failed(id, &e);
             }
         }
+    }
+
+    /// Logs and answers a removal of message `id` that could not be written.
+    fn removal_failed(&self, id: u64, e: &ServiceError) {
+        let user = self.name.as_ref().map_or("", |n| n.as_str());
+        error!(
+            "{} {user}: acknowledging message {id} failed: {}",
+            self.conn.label,
+            e.cause()
+        );
+        let detail = format!("the mailbox could not be updated: {e}; nothing was removed");
+        self.reply(Reply::Failed(&detail));
     }
 
     /// Queues a reply to this connection.
