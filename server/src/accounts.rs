@@ -149,6 +149,28 @@ fn hash(password: &str) -> io::Result<String> {
         .map_err(|e| io::Error::other(e.to_string()))
 }
 
+/// A PHC string with the parameters [`hash`] uses, a random salt and a random output: checking
+/// a password against it costs exactly what a real account's check costs, and nothing ever
+/// matches it. Made without hashing (a hash at start would cost 19 MiB of memory and tens of
+/// milliseconds for nothing).
+fn dummy_hash() -> io::Result<String> {
+    let bad = |e: argon2::password_hash::Error| io::Error::other(e.to_string());
+    let mut output = [0u8; argon2::Params::DEFAULT_OUTPUT_LEN];
+    SystemRandom::new()
+        .fill(&mut output)
+        .map_err(|_| io::Error::other("no system randomness"))?;
+    let salt = salt()?;
+    let phc = PasswordHash {
+        algorithm: argon2::Algorithm::default().ident(),
+        version: Some(argon2::Version::default().into()),
+        params: argon2::password_hash::ParamsString::try_from(&argon2::Params::default())
+            .map_err(bad)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(argon2::password_hash::Output::new(&output).map_err(bad)?),
+    };
+    Ok(phc.to_string())
+}
+
 /// Whether `password` matches the PHC string `stored` (constant-time comparison).
 fn verify(password: &str, stored: &str) -> bool {
     match PasswordHash::new(stored) {
@@ -194,12 +216,7 @@ impl Accounts {
             }
         }
         let hashers = start_hashers(hashes_at_once())?;
-        // The dummy's own password is random and forgotten: nothing ever matches it.
-        let mut secret = [0u8; 16];
-        SystemRandom::new()
-            .fill(&mut secret)
-            .map_err(|_| io::Error::other("no system randomness"))?;
-        let dummy = hash(&format!("{secret:?}"))?;
+        let dummy = dummy_hash()?;
         let accounts = Accounts {
             dir: dir.to_path_buf(),
             hashes: RwLock::new(hashes),
@@ -342,6 +359,24 @@ mod tests {
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).unwrap();
         path
+    }
+
+    #[test]
+    fn the_dummy_costs_what_a_real_check_costs_and_matches_nothing() {
+        let real = hash("correct horse").unwrap();
+        let (dummy, again) = (dummy_hash().unwrap(), dummy_hash().unwrap());
+        let (real, parsed) = (
+            PasswordHash::new(&real).unwrap(),
+            PasswordHash::new(&dummy).unwrap(),
+        );
+        // Same algorithm, version, memory, passes, lanes and output length: the same work.
+        assert_eq!(parsed.algorithm, real.algorithm);
+        assert_eq!(parsed.version, real.version);
+        assert_eq!(parsed.params, real.params);
+        assert_eq!(parsed.hash.map(|h| h.len()), real.hash.map(|h| h.len()));
+        assert_ne!(dummy, again, "salt and output are random");
+        assert!(!verify("", &dummy));
+        assert!(!verify("correct horse", &dummy));
     }
 
     #[test]
