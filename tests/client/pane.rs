@@ -112,7 +112,13 @@ impl Pane {
     /// Polls until `done` holds (deadline [`TIMEOUT`]); panics showing the screen.
     #[track_caller]
     pub fn wait_until(&self, what: &str, done: impl Fn(&Pane) -> bool) {
-        let deadline = Instant::now() + TIMEOUT;
+        self.wait_until_within(TIMEOUT, what, done);
+    }
+
+    /// [`Pane::wait_until`] with a bound of its own.
+    #[track_caller]
+    fn wait_until_within(&self, bound: Duration, what: &str, done: impl Fn(&Pane) -> bool) {
+        let deadline = Instant::now() + bound;
         while !done(self) {
             if Instant::now() >= deadline {
                 panic!(
@@ -128,6 +134,16 @@ impl Pane {
     #[track_caller]
     pub fn wait_for(&self, needle: &str) {
         self.wait_until(&format!("{needle:?} on screen"), |p| {
+            p.screen().contains(needle)
+        });
+    }
+
+    /// Waits until the screen shows `needle`, the answer to a password: it follows an Argon2
+    /// hash, which the server runs at the lowest CPU priority, so on a machine busy with
+    /// other tests it waits for spare CPU (slow, never stuck): four times the usual bound.
+    #[track_caller]
+    pub fn wait_for_hashed(&self, needle: &str) {
+        self.wait_until_within(TIMEOUT * 4, &format!("{needle:?} on screen"), |p| {
             p.screen().contains(needle)
         });
     }

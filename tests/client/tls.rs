@@ -152,7 +152,7 @@ fn interactive_signup_and_auth_hide_the_password() {
     p.wait_for("password for dave (not shown):");
     p.type_text("hidden pass 1");
     p.keys(&["Enter"]);
-    p.wait_for("HELLO dave");
+    p.wait_for_hashed("HELLO dave");
     p.wait_input("dave>", 6);
     assert!(!p.screen().contains("hidden pass"), "{}", p.screen());
     p.enter("/quit");
@@ -165,7 +165,7 @@ fn interactive_signup_and_auth_hide_the_password() {
     again.wait_for("password for dave (not shown):");
     again.type_text("wrong pass 2");
     again.keys(&["Enter"]);
-    again.wait_for("Auth Failed");
+    again.wait_for_hashed("Auth Failed");
     again.enter("/auth dave");
     again.wait_for("password for dave (not shown):");
     again.type_text("typo");
@@ -174,7 +174,7 @@ fn interactive_signup_and_auth_hide_the_password() {
     again.enter("/auth dave");
     again.type_text("hidden pass 1");
     again.keys(&["Enter"]);
-    again.wait_for("HELLO dave");
+    again.wait_for_hashed("HELLO dave");
     let screen = again.screen();
     for secret in ["hidden pass", "wrong pass", "typo"] {
         assert!(!screen.contains(secret), "{secret} shown:\n{screen}");
