@@ -260,14 +260,17 @@ fn control_characters_are_refused(f: Framing) {
 /// when it does not answer; one that answers stays.
 #[test]
 fn silent_peer_is_pinged_then_dropped() {
-    let s = Server::start(&["--idle-timeout", "1"]);
+    // One second here; under Wine, where a socket call can stall for that long, three, so
+    // that the peer that answers is never taken for a silent one.
+    let idle = chat_tests::TIME_FACTOR.to_string();
+    let s = Server::start(&["--idle-timeout", &idle]);
     let mut alive = s.framed();
     alive.join("alive");
     let mut dead = s.line();
     dead.join("dead");
     alive.expect("* dead joined");
-    alive.set_timeout(std::time::Duration::from_secs(10));
-    dead.set_timeout(std::time::Duration::from_secs(10));
+    alive.set_timeout(std::time::Duration::from_secs(10) * chat_tests::TIME_FACTOR);
+    dead.set_timeout(std::time::Duration::from_secs(10) * chat_tests::TIME_FACTOR);
     // Both are pinged; only one answers.
     alive.expect("* PING");
     alive.send("PONG");
@@ -464,7 +467,7 @@ fn broadcast_amplification_is_held_to_the_memory_budget() {
     assert!(
         s.wait_log(
             "evicted: send queue full (server memory budget)",
-            Duration::from_secs(10)
+            Duration::from_secs(10) * chat_tests::TIME_FACTOR
         ),
         "no client was evicted for the memory budget"
     );
