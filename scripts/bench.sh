@@ -208,29 +208,14 @@ for scen in $SCENARIOS; do
     sleep 0.5
 done
 
-python3 - "$OUT" $SCENARIOS <<'EOF'
-import json, os, sys
+PYTHONPATH="$ROOT/scripts" python3 - "$OUT" $SCENARIOS <<'EOF'
+import os, sys
+
+from benchsummary import g, loader, num
 
 out, scens = sys.argv[1], sys.argv[2:]
 
-
-def load(name, ext=".json"):
-    """The last JSON line of OUT/<name><ext> (None if missing or broken)."""
-    try:
-        with open(os.path.join(out, name + ext)) as f:
-            return json.loads(f.read().strip().splitlines()[-1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def g(d, *path):
-    for p in path:
-        d = d.get(p) if isinstance(d, dict) else None
-    return d
-
-
-def num(v, fmt="{:,.0f}"):
-    return "n/a" if v is None else fmt.format(v)
+load = loader(out)
 
 
 def ms(d):

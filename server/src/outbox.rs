@@ -397,17 +397,19 @@ impl Outbox {
     fn flush(self: &Arc<Self>) {
         let mut st = self.lock();
         st.dirty = false;
-        if st.writing || st.phase == Phase::Closed {
-            return;
-        }
-        self.write_now(st);
+        self.write_unless_busy(st);
     }
 
     /// Writes what is queued now instead of at the flusher's pass, which under a flood of
     /// broadcasts may be thousands of outboxes away: for a newcomer's welcome, which someone
     /// is waiting for (one write per connection, so it costs nothing in batching).
+    /// (It stays on the flusher's list if it is there: that pass then finds nothing to do.)
     pub fn flush_now(self: &Arc<Self>) {
-        let st = self.lock();
+        self.write_unless_busy(self.lock());
+    }
+
+    /// [`Outbox::write_now`], unless a writer task owns the socket or the connection is closed.
+    fn write_unless_busy(self: &Arc<Self>, st: MutexGuard<'_, State>) {
         if st.writing || st.phase == Phase::Closed {
             return;
         }

@@ -126,6 +126,11 @@ enum Pending {
     Skip(u8, Refusal),
 }
 
+/// The first word of a message: its command, for the decisions made before it is parsed.
+fn command_word(payload: &[u8]) -> &[u8] {
+    payload.split(|&b| b == b' ').next().unwrap_or_default()
+}
+
 /// A READ's message whose removal was started by the next READ without waiting for it (see
 /// [`Session::settle`]).
 #[derive(Debug)]
@@ -195,10 +200,7 @@ impl Session {
         self.held.is_some()
             || self.acking.is_some()
             || (!self.services.store.is_loaded()
-                && matches!(
-                    payload.split(|&b| b == b' ').next(),
-                    Some(b"LOGIN" | b"READ" | b"ACK")
-                ))
+                && matches!(command_word(payload), b"LOGIN" | b"READ" | b"ACK"))
     }
 
     /// Acknowledges the message the last READ handed out: any command after a READ does, and
@@ -234,7 +236,7 @@ impl Session {
             return;
         };
         let user = self.name.as_ref().map_or("", |n| n.as_str());
-        let reading = payload.split(|&b| b == b' ').next() == Some(b"READ");
+        let reading = command_word(payload) == b"READ";
         if reading && !self.ack_failed && !self.services.is_clustered() {
             let (tx, done) = oneshot::channel();
             let (services, user, conn) = (self.services.clone(), user.to_owned(), self.conn.id);

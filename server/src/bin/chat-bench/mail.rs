@@ -236,24 +236,21 @@ pub async fn mail(a: &Args) -> bool {
         None => Err("--data-dir (the server's data directory) is required".to_string()),
         Some(dir) => disk::fdatasync_rate(dir, secs(a.disk_seconds)).map_err(|e| e.to_string()),
     };
-    let before = if a.scenario == Scenario::Disk {
-        match measure() {
-            Ok(rate) => Some(rate),
-            Err(e) => {
-                eprintln!("disk: cannot measure the disk's limit: {e}");
-                return false;
-            }
-        }
-    } else {
-        None
-    };
     // One composer waits for each answer before it sends the next COMPOSE, so it pays a
-    // round trip through the server on top of every fsync: measure that alone (PING).
-    let round_trip = if a.scenario == Scenario::Disk {
-        match ping_round_trip(a, &tokens, secs(a.disk_seconds)).await {
-            Ok(rtt) => Some(rtt),
+    // round trip through the server on top of every fsync: that is measured alone (PING)
+    // right after the disk.
+    let before = if a.scenario == Scenario::Disk {
+        let measured = match measure() {
+            Ok(limit) => ping_round_trip(a, &tokens, secs(a.disk_seconds))
+                .await
+                .map(|rtt| (limit, rtt))
+                .map_err(|e| format!("cannot measure the round trip: {e}")),
+            Err(e) => Err(format!("cannot measure the disk's limit: {e}")),
+        };
+        match measured {
+            Ok(measured) => Some(measured),
             Err(e) => {
-                eprintln!("disk: cannot measure the round trip: {e}");
+                eprintln!("disk: {e}");
                 return false;
             }
         }
@@ -282,10 +279,9 @@ pub async fn mail(a: &Args) -> bool {
         phase.push(("errors", p.errors.json()));
         kv.push(("compose", J::Obj(phase)));
         outcomes.push(format!("compose {}", m.outcome));
-        if let Some(before) = before {
+        if let Some((before, rtt)) = before {
             let after = measure().unwrap_or(before);
             let limit = (before + after) / 2.0;
-            let rtt = round_trip.unwrap_or_default();
             // Nobody waiting for each answer can beat one fsync plus one round trip.
             let bound = 1.0 / (1.0 / limit.max(1e-9) + rtt.as_secs_f64());
             kv.insert(
