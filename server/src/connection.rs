@@ -17,6 +17,7 @@ use protocol::{Framing, MailCommand, Name, Reply};
 use crate::config::Config;
 use crate::flood::{TokenBucket, Verdict};
 use crate::hub::{Conn, Hub, Liveness};
+use crate::label::Label;
 use crate::outbox::{LastWords, Outbox, Settings};
 use crate::reader::{Next, Reader};
 use crate::reason::Disconnect;
@@ -37,136 +38,182 @@ pub enum Door {
     Irc,
 }
 
-/// How the socket is named in logs: its descriptor on Unix, its handle on Windows.
-fn socket_id(stream: &TcpStream) -> String {
-    #[cfg(unix)]
-    {
-        use std::os::unix::io::AsRawFd;
-        format!("fd={}", stream.as_raw_fd())
-    }
-    #[cfg(windows)]
-    {
-        use std::os::windows::io::AsRawSocket;
-        format!("socket={}", stream.as_raw_socket())
-    }
-    #[cfg(not(any(unix, windows)))]
-    {
-        let _ = stream;
-        String::from("socket=?")
+/// One door's loop over a connection's messages, as a type of its own: each door's
+/// connection task is then only as big as that door's loop needs (one task type for every
+/// door would be sized for the biggest, the chat session's).
+pub trait DoorLoop {
+    /// The door this loop serves.
+    const DOOR: Door;
+
+    /// Serves the connection's messages until it ends.
+    fn run<'a>(
+        hub: &'a Arc<Hub>,
+        services: &'a Arc<Services>,
+        conn: &'a Arc<Conn>,
+        reader: &'a mut Reader,
+        origin: Origin,
+    ) -> impl Future<Output = ()> + Send + 'a;
+}
+
+/// The chat port's loop.
+pub struct ChatLoop;
+
+impl DoorLoop for ChatLoop {
+    const DOOR: Door = Door::Chat;
+
+    fn run<'a>(
+        hub: &'a Arc<Hub>,
+        services: &'a Arc<Services>,
+        conn: &'a Arc<Conn>,
+        reader: &'a mut Reader,
+        origin: Origin,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        chat(hub, services, conn, reader, origin)
     }
 }
 
-/// Serves one accepted connection to the end. `id` comes from [`Hub::admit`].
+/// The strict mailbox door's loop.
+pub struct MailboxLoop;
+
+impl DoorLoop for MailboxLoop {
+    const DOOR: Door = Door::Mailbox;
+
+    fn run<'a>(
+        hub: &'a Arc<Hub>,
+        services: &'a Arc<Services>,
+        conn: &'a Arc<Conn>,
+        reader: &'a mut Reader,
+        _origin: Origin,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        mailbox(hub, services, conn, reader)
+    }
+}
+
+/// The IRC door's loop.
+pub struct IrcLoop;
+
+impl DoorLoop for IrcLoop {
+    const DOOR: Door = Door::Irc;
+
+    fn run<'a>(
+        hub: &'a Arc<Hub>,
+        services: &'a Arc<Services>,
+        conn: &'a Arc<Conn>,
+        reader: &'a mut Reader,
+        origin: Origin,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        crate::door::irc::serve(hub, services, conn, reader, origin)
+    }
+}
+
+/// Serves one accepted connection to the end through door `D`. `id` comes from
+/// [`Hub::admit`].
 ///
 /// A plain function returning the task's future, so that each idle connection's task stays
-/// small: an `async fn` keeps a second copy of its arguments, and the peer address is only
-/// needed for the label.
-pub fn serve(
+/// small: an `async fn` keeps a second copy of its arguments.
+#[allow(clippy::manual_async_fn)]
+pub fn serve<D: DoorLoop>(
     hub: Arc<Hub>,
     services: Arc<Services>,
     stream: TcpStream,
     peer: SocketAddr,
     id: u64,
-    door: Door,
     guard: TaskGuard,
 ) -> impl Future<Output = ()> + Send {
-    let label: Arc<str> = Arc::from(format!("#{id} {} peer={peer}", socket_id(&stream)));
     async move {
-        info!("{label} connected ({door:?} port)");
-        if let Err(e) = stream.set_nodelay(true) {
-            warn!("{label} TCP_NODELAY: {e}");
-        }
-        let config = &hub.config;
-        // TLS or plain, by the first byte (boxed: the handshake's state would otherwise set
-        // the size of every connection's task).
-        let stream = match &config.tls {
-            None => Transport::Plain(stream),
-            Some(tls) => match Box::pin(crate::tls::open(stream, tls, &hub, &label)).await {
-                Some(transport) => transport,
-                None => {
-                    hub.detach(id);
-                    return;
-                }
-            },
+        // Boxed: what only the start needs (the TLS handshake, the wait for the first byte,
+        // the peer's address) would otherwise set the size of every connection's task.
+        let Some((conn, mut reader, origin)) =
+            Box::pin(open(&hub, D::DOOR, stream, peer, id)).await
+        else {
+            hub.detach(id);
+            return;
         };
-        let secure = stream.is_tls();
-        let limit = match door {
-            Door::Irc => crate::door::irc::READ_LIMIT,
-            _ => config.max_message,
-        };
-        let mut reader = Reader::new(stream.clone(), limit);
-        let framing = match door {
-            Door::Mailbox | Door::Irc => Framing::Line,
-            Door::Chat => match reader.first_byte(&hub, config.idle_timeout * 2).await {
-                Some(byte) => Framing::detect(byte),
-                None => {
-                    info!("{label} closed before sending anything");
-                    hub.detach(id);
-                    return;
-                }
-            },
-        };
-        reader.set_framing(framing);
-        info!("{label} speaks {framing:?}");
-
-        let outbox = Outbox::new(
-            stream,
-            Settings {
-                cap: config.send_queue,
-                framing,
-                last_words: match door {
-                    Door::Chat => LastWords::Chat,
-                    Door::Irc => LastWords::Irc,
-                    Door::Mailbox => LastWords::Nothing,
-                },
-                stall: config.idle_timeout,
-                label: label.clone(),
-            },
-            hub.flusher.clone(),
-        );
-        // On Windows, shutting a socket down does not wake a read already waiting on it
-        // (rust-lang/rust#121594), so the reader also waits for the queue to close.
-        // Elsewhere the shutdown itself ends the read, and an idle connection is smaller
-        // without the signal.
-        #[cfg(windows)]
-        reader.watch(outbox.closed());
-        let conn = Arc::new(Conn {
-            id,
-            label,
-            framing,
-            outbox,
-            quiet: door == Door::Mailbox,
-            liveness: Liveness::new(hub.now_ms()),
-            irc: (door == Door::Irc).then(Box::default),
-        });
         hub.attach(&conn);
-
-        match door {
-            Door::Chat => {
-                let origin = Origin {
-                    ip: peer.ip(),
-                    secure,
-                };
-                chat(&hub, &services, &conn, &mut reader, origin).await
-            }
-            Door::Mailbox => mailbox(&hub, &services, &conn, &mut reader).await,
-            Door::Irc => {
-                let origin = Origin {
-                    ip: peer.ip(),
-                    secure,
-                };
-                crate::door::irc::serve(&hub, &services, &conn, &mut reader, origin).await
-            }
-        }
+        D::run(&hub, &services, &conn, &mut reader, origin).await;
         if hub.shutdown.is_triggered() {
             crate::hub::quit(&conn);
         } else {
             conn.outbox.finish();
         }
         hub.detach(id);
-        info!("{} disconnected", conn.label);
+        info!("{} disconnected", conn.label());
         drop(guard);
     }
+}
+
+/// Opens a connection on `door`: TLS or plain, by the first byte; the framing, by the first
+/// byte inside; then its queue. `None` when it ends before that.
+async fn open(
+    hub: &Hub,
+    door: Door,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+) -> Option<(Arc<Conn>, Reader, Origin)> {
+    let label = Label::new(id, &stream, peer);
+    info!("{label} connected ({door:?} port)");
+    if let Err(e) = stream.set_nodelay(true) {
+        warn!("{label} TCP_NODELAY: {e}");
+    }
+    let config = &hub.config;
+    let stream = match &config.tls {
+        None => Transport::Plain(stream),
+        Some(tls) => crate::tls::open(stream, tls, hub, &label).await?,
+    };
+    let secure = stream.is_tls();
+    let limit = match door {
+        Door::Irc => crate::door::irc::READ_LIMIT,
+        _ => config.max_message,
+    };
+    let mut reader = Reader::new(stream.clone(), limit);
+    let framing = match door {
+        Door::Mailbox | Door::Irc => Framing::Line,
+        Door::Chat => match reader.first_byte(hub, config.idle_timeout * 2).await {
+            Some(byte) => Framing::detect(byte),
+            None => {
+                info!("{label} closed before sending anything");
+                return None;
+            }
+        },
+    };
+    reader.set_framing(framing);
+    info!("{label} speaks {framing:?}");
+
+    let outbox = Outbox::new(
+        stream,
+        Settings {
+            cap: config.send_queue,
+            framing,
+            last_words: match door {
+                Door::Chat => LastWords::Chat,
+                Door::Irc => LastWords::Irc,
+                Door::Mailbox => LastWords::Nothing,
+            },
+            stall: config.idle_timeout,
+            label,
+        },
+        hub.flusher.clone(),
+    );
+    // On Windows, shutting a socket down does not wake a read already waiting on it
+    // (rust-lang/rust#121594), so the reader also waits for the queue to close.
+    // Elsewhere the shutdown itself ends the read, and an idle connection is smaller
+    // without the signal.
+    #[cfg(windows)]
+    reader.watch(outbox.closed());
+    let conn = Arc::new(Conn {
+        id,
+        framing,
+        outbox,
+        quiet: door == Door::Mailbox,
+        liveness: Liveness::new(hub.now_ms()),
+        irc: (door == Door::Irc).then(Box::default),
+    });
+    let origin = Origin {
+        ip: peer.ip(),
+        secure,
+    };
+    Some((conn, reader, origin))
 }
 
 /// A fresh flood-control bucket with the configured limits (`None`: flood control off).
@@ -265,7 +312,7 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
             break;
         };
         let Ok(line) = payload_str(payload) else {
-            warn!("{} mailbox: text is not printable; dropping", conn.label);
+            warn!("{} mailbox: text is not printable; dropping", conn.label());
             break;
         };
         if !services.store.is_loaded() {
@@ -280,7 +327,7 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
         if let Some(me) = user.as_ref().filter(|_| claimed) {
             warn!(
                 "{} mailbox: {me} now has an account, which this door cannot prove; dropping",
-                conn.label
+                conn.label()
             );
             break;
         }
@@ -290,7 +337,7 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
             let reply = Box::pin(services.compose(&to, from, line)).await;
             info!(
                 "{} mailbox: COMPOSE to {to}: {:?}",
-                conn.label,
+                conn.label(),
                 reply.lines()
             );
             if reply == Reply::MessageSent && to.as_str() != from {
@@ -305,11 +352,11 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
                     warn!(
                         "{} mailbox: LOGIN {name} refused: the name has an account, which this \
                          door cannot prove; dropping the connection",
-                        conn.label
+                        conn.label()
                     );
                     break;
                 }
-                info!("{} mailbox: LOGIN {name}", conn.label);
+                info!("{} mailbox: LOGIN {name}", conn.label());
                 match Box::pin(services.count(name.as_str())).await {
                     Ok(count) => {
                         let _ = conn.send(&Reply::MailCount(count));
@@ -318,7 +365,7 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
                         warn!(
                             "{} mailbox: LOGIN {name}: the mailbox cannot be read; dropping the \
                              connection: {}",
-                            conn.label,
+                            conn.label(),
                             e.cause()
                         );
                         break;
@@ -328,7 +375,7 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
             }
             (Some(MailCommand::Compose(to)), Some(_)) => compose_to = Some(to.into_owned()),
             (Some(MailCommand::Read), Some(me)) => {
-                info!("{} mailbox: READ {me}", conn.label);
+                info!("{} mailbox: READ {me}", conn.label());
                 let _ = match Box::pin(services.read(me.as_str())).await {
                     Ok(Some(mail)) => conn.send(&Reply::StrictMail {
                         from: &mail.from,
@@ -339,7 +386,7 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
                         warn!(
                             "{} mailbox: READ {me}: the removal could not be written, nothing \
                              removed; dropping the connection: {}",
-                            conn.label,
+                            conn.label(),
                             e.cause()
                         );
                         break;
@@ -347,13 +394,13 @@ async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, rea
                 };
             }
             (Some(MailCommand::Exit), Some(me)) => {
-                info!("{} mailbox: EXIT {me}", conn.label);
+                info!("{} mailbox: EXIT {me}", conn.label());
                 break;
             }
             _ => {
                 warn!(
                     "{} mailbox: protocol error ({line:?}); dropping the connection",
-                    conn.label
+                    conn.label()
                 );
                 break;
             }

@@ -19,21 +19,21 @@ pub enum Verdict {
     Disconnect,
 }
 
-/// One connection's bucket.
+/// One connection's bucket (counts kept in 32 bits: every connection's task holds one).
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
-    /// Tokens added per second.
-    rate: f64,
-    /// Most tokens the bucket holds.
-    burst: f64,
     /// Tokens now (negative: debt the connection is waiting out).
     tokens: f64,
     /// When `tokens` was last brought up to date.
     last: Instant,
+    /// Tokens added per second.
+    rate: u32,
+    /// Most tokens the bucket holds.
+    burst: u32,
     /// Messages in a row that had to wait.
-    streak: u64,
+    streak: u32,
     /// Streak length that means sustained flooding.
-    limit: u64,
+    limit: u32,
 }
 
 impl TokenBucket {
@@ -43,31 +43,34 @@ impl TokenBucket {
         if rate == 0 {
             return None;
         }
-        let burst = f64::from(burst.max(1));
+        let burst = burst.max(1);
+        let limit = (f64::from(rate) * grace.as_secs_f64()).ceil();
         Some(TokenBucket {
-            rate: f64::from(rate),
-            burst,
-            tokens: burst,
+            tokens: f64::from(burst),
             last: now,
+            rate,
+            burst,
             streak: 0,
-            limit: (f64::from(rate) * grace.as_secs_f64()).ceil() as u64,
+            // A float-to-integer `as` saturates: a grace too long to count is no limit.
+            limit: limit as u32,
         })
     }
 
     /// Charges one message arriving at `now`.
     pub fn take(&mut self, now: Instant) -> Verdict {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        let rate = f64::from(self.rate);
         self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - 1.0;
+        self.tokens = (self.tokens + elapsed * rate).min(f64::from(self.burst)) - 1.0;
         if self.tokens >= 0.0 {
             self.streak = 0;
             return Verdict::Go;
         }
-        self.streak += 1;
+        self.streak = self.streak.saturating_add(1);
         if self.streak > self.limit {
             Verdict::Disconnect
         } else {
-            Verdict::Wait(Duration::from_secs_f64(-self.tokens / self.rate))
+            Verdict::Wait(Duration::from_secs_f64(-self.tokens / rate))
         }
     }
 }

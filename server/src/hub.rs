@@ -20,6 +20,7 @@ use crate::cluster::wire::{Msg, Seat};
 use crate::cluster::{Claim, Cluster, Over};
 use crate::config::Config;
 use crate::event::{Event, IrcCaps, Wire};
+use crate::label::Label;
 use crate::lane::Lane;
 use crate::outbox::{Flusher, Outbox, PushError};
 use crate::pacer::Pacer;
@@ -34,8 +35,6 @@ use crate::sync;
 pub struct Conn {
     /// Unique for the life of the server.
     pub id: u64,
-    /// `#id fd=N peer=ADDR`, for logs.
-    pub label: Arc<str>,
     /// How to encode what is sent to it.
     pub framing: Framing,
     /// Its outgoing queue.
@@ -68,6 +67,11 @@ impl Liveness {
 }
 
 impl Conn {
+    /// `#id fd=N peer=ADDR`, for logs.
+    pub fn label(&self) -> &Label {
+        self.outbox.label()
+    }
+
     /// Renders and queues a reply. An IRC connection gets the IRC form of the few notices
     /// the core sends everyone (ping, quit, error) and nothing else: its door answers it.
     pub fn send(&self, reply: &Reply<'_>) -> Result<(), PushError> {
@@ -254,7 +258,7 @@ impl Hub {
             users.insert(key, (name.clone(), conn.clone()));
             users.len()
         };
-        info!("{} joined as {name} ({count} users)", conn.label);
+        info!("{} joined as {name} ({count} users)", conn.label());
         self.tell_cluster(|| Msg::Online {
             name: name.as_str().to_owned(),
         });
@@ -302,7 +306,7 @@ impl Hub {
         }
         users.insert(new_key, (new.clone(), conn.clone()));
         drop(users);
-        info!("{} renamed {old} to {new}", conn.label);
+        info!("{} renamed {old} to {new}", conn.label());
         if old_key != new_key {
             self.release_lease(old, conn.id);
         }
@@ -325,7 +329,7 @@ impl Hub {
             Some((_, holder)) if holder.id == conn.id => {
                 users.remove(&key);
                 drop(users);
-                info!("{} left; {name} is free", conn.label);
+                info!("{} left; {name} is free", conn.label());
                 self.tell_cluster(|| Msg::Offline {
                     name: name.as_str().to_owned(),
                 });

@@ -31,6 +31,7 @@ pub(crate) mod event;
 pub(crate) mod flood;
 pub(crate) mod history;
 pub(crate) mod hub;
+pub(crate) mod label;
 pub(crate) mod lane;
 pub(crate) mod outbox;
 pub(crate) mod pacer;

@@ -28,6 +28,7 @@ use log::{debug, warn};
 
 use protocol::{Framing, Reply};
 
+use crate::label::Label;
 use crate::lane::Lane;
 use crate::reason::Disconnect;
 use crate::rt;
@@ -36,10 +37,19 @@ use crate::transport::Transport;
 
 /// Unsent bytes that are written at once instead of waiting for the flusher's pass.
 const WRITE_AT: usize = 4096;
-/// Outboxes the flusher writes before it lets other tasks run.
-const FLUSH_PER_TURN: usize = 256;
-/// A drained buffer up to this size is kept for the next message.
-const KEEP_CAPACITY: usize = 1024;
+/// Outboxes the flusher writes before it lets other tasks run. Small, so that under a
+/// fan-out to thousands the readers take turns with the writes: each outbox then gathers
+/// more messages before its write comes, and a delivery costs fewer system calls (and the
+/// kernel's work per segment, most of a fan-out's cost), for more memory held meanwhile.
+const FLUSH_PER_TURN: usize = 32;
+/// A buffer with less room than this left grows by [`GROW_STEP`]...
+const GROW_WHEN: usize = 256;
+/// ...while it holds less than [`GROW_STEPWISE_UNDER`]: a buffer that only gathers a pass's
+/// worth of messages holds little more than them (doubling would hold up to twice as much
+/// in each of thousands of outboxes). Past that, it doubles as usual.
+const GROW_STEP: usize = 512;
+/// See [`GROW_STEP`].
+const GROW_STEPWISE_UNDER: usize = 16 * 1024;
 /// However full the budget, a client may always queue this much (within its own cap): a
 /// reader that keeps up never holds more than a write's worth or two.
 const MIN_SHARE: usize = 64 * 1024;
@@ -124,8 +134,8 @@ struct State {
     writing: bool,
     /// Open, finishing or closed.
     phase: Phase,
-    /// Why the connection was evicted.
-    reason: Option<Disconnect>,
+    /// Why the connection was evicted (boxed: rare, and every outbox has the field).
+    reason: Option<Box<Disconnect>>,
     /// Dropped when the connection closes, which wakes its reader (see [`Outbox::closed`]).
     closer: Option<oneshot::Sender<()>>,
 }
@@ -146,7 +156,7 @@ pub struct Outbox {
     /// How long a write may make no progress before the peer counts as gone.
     stall: Duration,
     /// `#id fd=N peer=ADDR`, for logs.
-    label: Arc<str>,
+    label: Label,
     /// Where dirty outboxes wait to be written.
     flusher: Arc<Flusher>,
 }
@@ -183,7 +193,7 @@ pub struct Settings {
     /// Write stall that counts as a dead peer.
     pub stall: Duration,
     /// Log label.
-    pub label: Arc<str>,
+    pub label: Label,
 }
 
 impl Outbox {
@@ -216,6 +226,11 @@ impl Outbox {
         })
     }
 
+    /// `#id fd=N peer=ADDR`, for logs.
+    pub fn label(&self) -> &Label {
+        &self.label
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         sync::lock(&self.state)
     }
@@ -237,6 +252,9 @@ impl Outbox {
             return Err(PushError::Closed);
         }
         let before = st.buf.len();
+        if st.buf.capacity() - before < GROW_WHEN && before < GROW_STEPWISE_UNDER {
+            st.buf.reserve_exact(GROW_STEP);
+        }
         render(&mut st.buf);
         let unsent = st.buf.len() - st.sent + st.in_flight;
         let held = st.buf.capacity() + st.in_flight;
@@ -302,7 +320,7 @@ impl Outbox {
     /// Why the connection was evicted, if it was.
     #[cfg(test)]
     pub fn eviction(&self) -> Option<Disconnect> {
-        self.lock().reason.clone()
+        self.lock().reason.as_deref().cloned()
     }
 
     /// Writes what is queued, then closes (QUIT, the peer went away).
@@ -378,7 +396,7 @@ impl Outbox {
             }
             let _ = self.stream.try_write(&notice);
         }
-        st.reason = Some(reason);
+        st.reason = Some(Box::new(reason));
         self.shut(&mut st);
     }
 
@@ -498,14 +516,11 @@ impl Outbox {
 }
 
 /// Resets a fully written buffer and gives its memory back: most connections are idle most
-/// of the time, and an allocation per flush is cheap next to the write it follows.
+/// of the time, and an allocation per write is cheap next to the write it follows. (Kept, a
+/// buffer would hold a join burst's or a pass's worth of memory in every idle outbox.)
 fn drained(st: &mut State) {
     st.sent = 0;
-    if st.buf.capacity() > KEEP_CAPACITY {
-        st.buf = Vec::new();
-    } else {
-        st.buf.clear();
-    }
+    st.buf = Vec::new();
 }
 
 /// The list of outboxes with unsent bytes, and the task that writes them.
@@ -597,7 +612,7 @@ mod tests {
             framing: Framing::Line,
             last_words: LastWords::Chat,
             stall: Duration::from_secs(5),
-            label: Arc::from("test"),
+            label: Label::test(1),
         }
     }
 

@@ -61,6 +61,40 @@ enum Got {
     Fatal(String),
 }
 
+/// The future of [`Reader::next`].
+pub struct NextMessage<'a> {
+    /// The reader, until the message it returns borrows it for good.
+    reader: Option<&'a mut Reader>,
+    /// For the pacer and the shutdown signal.
+    hub: &'a Hub,
+    /// The connection read, for its liveness.
+    conn: &'a Conn,
+}
+
+impl<'a> Future for NextMessage<'a> {
+    type Output = Next<'a>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Next<'a>> {
+        let (hub, conn) = (self.hub, self.conn);
+        let Some(reader) = self.reader.as_deref_mut() else {
+            // Polled again after it completed: nothing more to give.
+            return Poll::Ready(Next::Closed);
+        };
+        let got = match reader.poll_next(cx, hub, conn) {
+            Poll::Ready(got) => got,
+            Poll::Pending => return Poll::Pending,
+        };
+        Poll::Ready(match got {
+            Got::Message(from, to) => match self.reader.take() {
+                Some(reader) => Next::Message(&reader.buf[from..to]),
+                None => Next::Closed,
+            },
+            Got::Closed => Next::Closed,
+            Got::Fatal(reason) => Next::Fatal(reason),
+        })
+    }
+}
+
 /// The read half of a connection.
 ///
 /// Everything a read in progress needs between polls lives here, not in a future: the task
@@ -202,22 +236,14 @@ impl Reader {
 
     /// The next message. Every read counts as a sign of life for the idle sweep.
     ///
-    /// (Not an `async fn`, which would keep a second copy of its arguments: this future is
-    /// what every idle connection's task waits in.)
-    #[allow(clippy::manual_async_fn)]
-    pub fn next<'a>(
-        &'a mut self,
-        hub: &'a Hub,
-        conn: &'a Conn,
-    ) -> impl Future<Output = Next<'a>> + Send + 'a {
-        async move {
-            let got = poll_fn(|cx| self.poll_next(cx, hub, conn)).await;
-            let this: &'a Reader = self;
-            match got {
-                Got::Message(from, to) => Next::Message(&this.buf[from..to]),
-                Got::Closed => Next::Closed,
-                Got::Fatal(reason) => Next::Fatal(reason),
-            }
+    /// (A future of its own type holding only its three references, not an `async fn`,
+    /// which would keep a second copy of them: this is what every idle connection's task
+    /// waits in.)
+    pub fn next<'a>(&'a mut self, hub: &'a Hub, conn: &'a Conn) -> NextMessage<'a> {
+        NextMessage {
+            reader: Some(self),
+            hub,
+            conn,
         }
     }
 
@@ -274,7 +300,7 @@ impl Reader {
                 Poll::Ready(Ok(0)) => return Poll::Ready(self.end_of_stream(conn)),
                 Poll::Ready(Ok(_)) => hub.heard(conn),
                 Poll::Ready(Err(e)) => {
-                    info!("{} read failed: {e}", conn.label);
+                    info!("{} read failed: {e}", conn.label());
                     return Poll::Ready(Got::Closed);
                 }
             }
@@ -295,7 +321,7 @@ impl Reader {
     /// The stream ended; says so if it ended inside a message.
     fn end_of_stream(&self, conn: &Conn) -> Got {
         if let Err(e) = self.decoder.finish(&self.buf[self.start..self.end]) {
-            info!("{}: {e}", conn.label);
+            info!("{}: {e}", conn.label());
         }
         Got::Closed
     }

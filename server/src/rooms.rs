@@ -1043,7 +1043,6 @@ mod tests {
         let other = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (ours, _) = listener.accept().unwrap();
         let stream = TcpStream::from(ours);
-        let label: Arc<str> = Arc::from(nick);
         let outbox = Outbox::new(
             stream,
             Settings {
@@ -1051,13 +1050,12 @@ mod tests {
                 framing: Framing::Line,
                 last_words: crate::outbox::LastWords::Nothing,
                 stall: std::time::Duration::from_secs(60),
-                label: label.clone(),
+                label: crate::label::Label::test(id),
             },
             flusher.clone(),
         );
         let conn = Arc::new(Conn {
             id,
-            label,
             framing: Framing::Line,
             outbox,
             quiet: false,

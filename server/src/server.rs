@@ -17,7 +17,7 @@ use log::{error, info, warn};
 
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::connection::{serve, Door};
+use crate::connection::{serve, ChatLoop, Door, IrcLoop, MailboxLoop};
 use crate::hub::Hub;
 use crate::reason::Disconnect;
 use crate::rt::{self, TcpListener, TcpStream};
@@ -148,7 +148,20 @@ async fn accept_loop(
                 match hub.admit() {
                     Some(id) => {
                         let (hub, services, guard) = (hub.clone(), services.clone(), guard.clone());
-                        start(serve(hub, services, stream, peer, id, door, guard)).await;
+                        match door {
+                            Door::Chat => {
+                                start(serve::<ChatLoop>(hub, services, stream, peer, id, guard))
+                                    .await
+                            }
+                            Door::Mailbox => {
+                                start(serve::<MailboxLoop>(hub, services, stream, peer, id, guard))
+                                    .await
+                            }
+                            Door::Irc => {
+                                start(serve::<IrcLoop>(hub, services, stream, peer, id, guard))
+                                    .await
+                            }
+                        }
                         started += 1;
                         if started.is_multiple_of(STARTS_PER_TURN) {
                             rt::yield_now().await;

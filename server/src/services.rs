@@ -489,7 +489,7 @@ impl Services {
             return match remote.machines.register(machine.as_str(), owner).await {
                 Ok(Claim::New) => {
                     bound.insert(machine.as_str().to_owned(), conn.clone());
-                    info!("{} registered machine {machine} for {owner}", conn.label);
+                    info!("{} registered machine {machine} for {owner}", conn.label());
                     let _ = conn.send(&Reply::Registered(machine));
                     Some(machine.clone())
                 }
@@ -497,13 +497,13 @@ impl Services {
                 Ok(Claim::Owned(existing)) => {
                     warn!(
                         "{} REGISTER {machine} refused: it belongs to {existing}, not {owner}",
-                        conn.label
+                        conn.label()
                     );
                     let _ = conn.send(&Reply::MachineOwned(machine));
                     None
                 }
                 Err(e) => {
-                    error!("{} REGISTER {machine}: {e}", conn.label);
+                    error!("{} REGISTER {machine}: {e}", conn.label());
                     let _ = conn.send(&Reply::Failed(&format!("the registry is {TEMPORARY}")));
                     None
                 }
@@ -514,7 +514,7 @@ impl Services {
                 Some(existing) if existing != *owner => {
                     warn!(
                         "{} REGISTER {machine} refused: it belongs to {existing}, not {owner}",
-                        conn.label
+                        conn.label()
                     );
                     let _ = conn.send(&Reply::MachineOwned(machine));
                     return None;
@@ -532,7 +532,7 @@ impl Services {
                     }
                     info!(
                         "{} claimed unowned machine {machine} for {owner}",
-                        conn.label
+                        conn.label()
                     );
                 }
             }
@@ -545,7 +545,7 @@ impl Services {
         {
             Ok(_) => {
                 bound.insert(machine.as_str().to_owned(), conn.clone());
-                info!("{} registered machine {machine} for {owner}", conn.label);
+                info!("{} registered machine {machine} for {owner}", conn.label());
                 let _ = conn.send(&Reply::Registered(machine));
                 Some(machine.clone())
             }
@@ -571,7 +571,7 @@ impl Services {
             }
         }
         bound.insert(machine.as_str().to_owned(), conn.clone());
-        info!("{} speaks for {machine} (already registered)", conn.label);
+        info!("{} speaks for {machine} (already registered)", conn.label());
         let _ = conn.send(&Reply::AlreadyRegistered(machine));
         Some(machine.clone())
     }
@@ -595,7 +595,7 @@ impl Services {
         };
         match removed {
             Ok(_) => {
-                info!("{} deregistered machine {machine}", conn.label);
+                info!("{} deregistered machine {machine}", conn.label());
                 let _ = conn.send(&Reply::Deregistered(machine));
             }
             Err(ServiceError::Io(e)) => {
@@ -603,7 +603,7 @@ impl Services {
                 let _ = conn.send(&Reply::Failed("the registry could not be written"));
             }
             Err(ServiceError::Unavailable(e)) => {
-                error!("{} DEREGISTER {machine}: {e}", conn.label);
+                error!("{} DEREGISTER {machine}: {e}", conn.label());
                 let _ = conn.send(&Reply::Failed(&format!("the registry is {TEMPORARY}")));
             }
         }
@@ -667,7 +667,7 @@ impl Services {
                 .map(str::to_owned)
                 .collect(),
             Some(remote) => remote.machines.names().await.map_err(|e| {
-                error!("{} POST from {sender}: {e}", conn.label);
+                error!("{} POST from {sender}: {e}", conn.label());
                 ServiceError::Unavailable(e)
             })?,
         };
@@ -683,7 +683,7 @@ impl Services {
             // The machines in `elsewhere` may be bound on other nodes: not delivered here.
             info!(
                 "{} POST from {sender}: delivered to {delivered} here, {} failed, {} not here",
-                conn.label,
+                conn.label(),
                 failed.len(),
                 elsewhere.len()
             );
@@ -709,7 +709,7 @@ impl Services {
         let dead: Vec<String> = elsewhere.into_iter().chain(failed).collect();
         info!(
             "{} POST from {sender}: delivered to {delivered}, {} unreachable",
-            conn.label,
+            conn.label(),
             dead.len()
         );
         for machine in dead {

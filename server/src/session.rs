@@ -270,7 +270,7 @@ impl Session {
         let user = self.name.as_ref().map_or("", |n| n.as_str());
         error!(
             "{} {user}: acknowledging message {id} failed: {}",
-            self.conn.label,
+            self.conn.label(),
             e.cause()
         );
         let detail = format!("the mailbox could not be updated: {e}; nothing was removed");
@@ -318,7 +318,7 @@ impl Session {
         let line = match text {
             Ok(line) => line,
             Err(e) => {
-                warn!("{} sent bad text: {e}", self.conn.label);
+                warn!("{} sent bad text: {e}", self.conn.label());
                 self.reply(Reply::InvalidText(e));
                 return Step::Done(Flow::Continue);
             }
@@ -327,7 +327,7 @@ impl Session {
             let verb = line.split(' ').next().unwrap_or_default();
             if verb == "SIGNUP" || verb == "AUTH" {
                 // Refused before the line is parsed: the password goes no further.
-                warn!("{} {verb} refused: TLS required", self.conn.label);
+                warn!("{} {verb} refused: TLS required", self.conn.label());
                 self.reply(Reply::TlsRequired);
                 return Step::Done(Flow::Continue);
             }
@@ -335,7 +335,7 @@ impl Session {
         let command = match Command::parse(line) {
             Ok(command) => command,
             Err(e) => {
-                info!("{} bad command: {e}", self.conn.label);
+                info!("{} bad command: {e}", self.conn.label());
                 if e.followups > 0 {
                     self.pending = Pending::Skip(e.followups, Refusal::Bad(e.kind));
                 } else {
@@ -361,12 +361,12 @@ impl Session {
             let verb = line.split(' ').next().unwrap_or_default();
             let who = self.name.as_ref().map_or("-", |n| n.as_str());
             match command {
-                Command::Msg { to, .. } => info!("{} {who}: {verb} to {to}", self.conn.label),
+                Command::Msg { to, .. } => info!("{} {who}: {verb} to {to}", self.conn.label()),
                 Command::Signup(name, _) | Command::Auth(name, _) => {
-                    info!("{} {who}: {verb} {name}", self.conn.label)
+                    info!("{} {who}: {verb} {name}", self.conn.label())
                 }
-                Command::Unknown => info!("{} {who}: unknown command", self.conn.label),
-                _ => info!("{} {who}: {verb}", self.conn.label),
+                Command::Unknown => info!("{} {who}: unknown command", self.conn.label()),
+                _ => info!("{} {who}: {verb}", self.conn.label()),
             }
         }
     }
@@ -459,7 +459,7 @@ impl Session {
         if let Some(wait) = wait {
             warn!(
                 "{} AUTH {name} refused unchecked: too many failures (wait {wait:?})",
-                self.conn.label
+                self.conn.label()
             );
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             self.reply(Reply::AuthThrottled(secs));
@@ -486,14 +486,17 @@ impl Session {
         if in_use && !self.services.has_account(name.as_str()).await {
             info!(
                 "{} SIGNUP {name} refused: the name is in use",
-                self.conn.label
+                self.conn.label()
             );
             return self.reply(Reply::NameTaken(&name));
         }
         match self.services.create_account(name.as_str(), &secret.0).await {
-            Ok(()) => info!("{} created account {name}", self.conn.label),
+            Ok(()) => info!("{} created account {name}", self.conn.label()),
             Err(SignupError::Exists) => {
-                info!("{} SIGNUP {name} refused: account exists", self.conn.label);
+                info!(
+                    "{} SIGNUP {name} refused: account exists",
+                    self.conn.label()
+                );
                 return self.reply(Reply::AccountExists(&name));
             }
             Err(SignupError::Io(e)) => {
@@ -521,16 +524,16 @@ impl Session {
         match proof {
             Proof::Proven => {}
             Proof::Refused => {
-                warn!("{} AUTH {name} failed", self.conn.label);
+                warn!("{} AUTH {name} failed", self.conn.label());
                 return self.reply(Reply::AuthFailed);
             }
             Proof::Unavailable => {
-                warn!("{} AUTH {name}: accounts unreachable", self.conn.label);
+                warn!("{} AUTH {name}: accounts unreachable", self.conn.label());
                 let detail = format!("accounts cannot be checked: {}", crate::services::TEMPORARY);
                 return self.reply(Reply::Failed(&detail));
             }
         }
-        info!("{} proved account {name}", self.conn.label);
+        info!("{} proved account {name}", self.conn.label());
         self.take(name).await;
     }
 
@@ -538,7 +541,7 @@ impl Session {
     /// it; see [`Hub::claim_name`]), then the local join.
     async fn claim(&mut self, name: Name<'static>, login: bool) {
         if self.name.is_none() && self.services.has_account(name.as_str()).await {
-            info!("{} refused: {name} has an account", self.conn.label);
+            info!("{} refused: {name} has an account", self.conn.label());
             return self.reply(Reply::PasswordRequired(&name));
         }
         let free_here = self.name.is_none() && self.hub.user(name.as_str()).is_none();
@@ -547,7 +550,7 @@ impl Session {
         if free_here {
             guard = hub.claim_name(&name, self.conn.id, Over::Stale).await;
             if guard.is_none() {
-                info!("{} refused: {name} is taken", self.conn.label);
+                info!("{} refused: {name} is taken", self.conn.label());
                 return self.reply(Reply::NameTaken(&name));
             }
         }
@@ -587,7 +590,8 @@ impl Session {
                 if let Some(old) = old {
                     warn!(
                         "{} took {name} back from {} (same account)",
-                        self.conn.label, old.label
+                        self.conn.label(),
+                        old.label()
                     );
                     old.outbox.evict(Disconnect::NameTakenBack);
                 }
@@ -636,7 +640,7 @@ impl Session {
             return Flow::Continue;
         }
         if self.services.accounts.exists(name.as_str()) {
-            info!("{} refused: {name} has an account", self.conn.label);
+            info!("{} refused: {name} has an account", self.conn.label());
             self.reply(Reply::PasswordRequired(&name));
             return Flow::Continue;
         }
@@ -653,14 +657,15 @@ impl Session {
                 Flow::Continue
             }
             Joined::Taken => {
-                info!("{} refused: {name} is taken", self.conn.label);
+                info!("{} refused: {name} is taken", self.conn.label());
                 self.reply(Reply::NameTaken(&name));
                 Flow::Continue
             }
             Joined::Full => {
                 warn!(
                     "{} refused: Too Many Users ({} names taken)",
-                    self.conn.label, self.hub.config.max_users
+                    self.conn.label(),
+                    self.hub.config.max_users
                 );
                 self.reply(Reply::TooManyUsers);
                 Flow::Close
@@ -692,7 +697,7 @@ impl Session {
         match self.services.count(self.name_str()).await {
             Ok(count) => self.reply(Reply::MailCount(count)),
             Err(e) => {
-                error!("{} LOGIN count failed: {}", self.conn.label, e.cause());
+                error!("{} LOGIN count failed: {}", self.conn.label(), e.cause());
                 let detail = format!("the mailbox could not be read: {e}");
                 self.reply(Reply::Failed(&detail));
             }
@@ -705,7 +710,7 @@ impl Session {
 
     async fn compose(&self, to: &Name<'static>, text: &str) {
         let reply = self.services.compose(to, self.name_str(), text).await;
-        info!("{} COMPOSE to {to}: {:?}", self.conn.label, reply.lines());
+        info!("{} COMPOSE to {to}: {:?}", self.conn.label(), reply.lines());
         let stored = reply == Reply::MessageSent;
         self.reply(reply);
         if stored && to.as_str() != self.name_str() {
@@ -728,7 +733,7 @@ impl Session {
             }
             Ok(None) => self.reply(Reply::ReadError),
             Err(e) => {
-                error!("{} READ failed: {}", self.conn.label, e.cause());
+                error!("{} READ failed: {}", self.conn.label(), e.cause());
                 let detail = format!("the mailbox could not be read: {e}");
                 self.reply(Reply::Failed(&detail));
             }
@@ -789,10 +794,10 @@ impl Session {
             return self.reply(Reply::Unregistered);
         }
         if !self.hub.config.allow_shutdown {
-            warn!("{} SHUTDOWN refused", self.conn.label);
+            warn!("{} SHUTDOWN refused", self.conn.label());
             return self.reply(Reply::ShutdownRefused);
         }
-        warn!("{} asked the server to shut down", self.conn.label);
+        warn!("{} asked the server to shut down", self.conn.label());
         self.hub.shutdown.trigger();
     }
 

@@ -176,7 +176,7 @@ pub async fn open(
     stream: TcpStream,
     tls: &TlsSettings,
     hub: &Hub,
-    label: &str,
+    label: &crate::label::Label,
 ) -> Option<Transport> {
     let mut first = [0u8; 1];
     let patience = hub.config.idle_timeout * 2;

@@ -248,7 +248,7 @@ async fn heartbeat_loop(hub: Arc<Hub>, cluster: Arc<Cluster>) {
                 if let Some((_, conn)) = hub.user(name.as_str()).filter(|(_, c)| c.id == *id) {
                     warn!(
                         "{} lost {name}: another node took it while this one was cut off",
-                        conn.label
+                        conn.label()
                     );
                     conn.outbox.evict(Disconnect::NameLost);
                 }
@@ -316,6 +316,9 @@ fn apply(hub: &Hub, services: &Arc<Services>, cluster: &Cluster, origin: &str, m
             hub.remote_offline(&node, &name);
             0
         }
+        // A name held here now was given up on `node` since: its join, read late, is stale
+        // (the quit that follows it then finds no seat and tells nobody).
+        Msg::Joined { who, .. } if hub.user(&who.nick).is_some() => 0,
         Msg::Joined { room, who } => rooms.remote_joined(&node, &room, &who, hub.announce()),
         Msg::Parted { room, who, reason } => rooms.remote_parted(&room, &who, &reason),
         Msg::Quit { who, reason } => rooms.remote_quit(&node, &who, &reason, hub.announce()),
@@ -372,7 +375,7 @@ fn apply(hub: &Hub, services: &Arc<Services>, cluster: &Cluster, origin: &str, m
             if let Some(conn) = hub.disown(&name) {
                 warn!(
                     "{} {name}: taken back by a newer AUTH on another node",
-                    conn.label
+                    conn.label()
                 );
                 conn.outbox.evict(Disconnect::NameTakenBack);
             }

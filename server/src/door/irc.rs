@@ -14,7 +14,6 @@
 //! `AUTH`. Like `AUTH`, SASL is offered only over TLS while TLS is on (`CAP LS` lists `sasl`
 //! there, and everywhere under `--no-tls`); anyone else asking for such a nick gets `433`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -203,18 +202,10 @@ impl Irc {
         }
     }
 
-    /// Host shown in its prefix: the peer's address (from the label, which ends in
-    /// `peer=ADDR`).
+    /// Host shown in its prefix: the peer's address (`:` written as `-` in IPv6, which a
+    /// prefix cannot hold).
     fn host(&self) -> String {
-        self.conn
-            .label
-            .rsplit("peer=")
-            .next()
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-            .map_or_else(
-                || "unknown".to_owned(),
-                |a| a.ip().to_string().replace(':', "-"),
-            )
+        self.conn.label().peer().ip().to_string().replace(':', "-")
     }
 
     /// Whether CAP negotiation holds registration back.
@@ -587,7 +578,7 @@ impl Irc {
                 if let Some(wait) = self.services.auth_wait(name.as_str(), &reg.ip, now) {
                     warn!(
                         "{} SASL {name} refused unchecked: too many failures (wait {wait:?})",
-                        self.conn.label
+                        self.conn.label()
                     );
                     return self.num("904", &[], Some("SASL authentication failed"));
                 }
@@ -600,10 +591,10 @@ impl Irc {
     /// The outcome of the SASL check the serve loop ran: `900` and `903`, or `904`.
     fn proved(&mut self, name: Name<'static>, ok: bool) {
         if !ok {
-            warn!("{} SASL {name} failed", self.conn.label);
+            warn!("{} SASL {name} failed", self.conn.label());
             return self.num("904", &[], Some("SASL authentication failed"));
         }
-        info!("{} proved account {name} (SASL)", self.conn.label);
+        info!("{} proved account {name} (SASL)", self.conn.label());
         let mask = format!("{}!*@{}", self.me(), self.host());
         self.num(
             "900",
@@ -697,7 +688,8 @@ impl Irc {
             if let Some(old) = old {
                 warn!(
                     "{} took {name} back from {} (same account, SASL)",
-                    self.conn.label, old.label
+                    self.conn.label(),
+                    old.label()
                 );
                 old.outbox.evict(Disconnect::NameTakenBack);
             }
@@ -715,7 +707,7 @@ impl Irc {
                 return self.num("433", &[name.as_str()], Some("Nickname is already in use"));
             }
             Joined::Full => {
-                warn!("{} refused: Too Many Users", self.conn.label);
+                warn!("{} refused: Too Many Users", self.conn.label());
                 self.push(|out| {
                     put_line(
                         out,
@@ -744,7 +736,7 @@ impl Irc {
         self.nick_arc = Arc::from(name.as_str());
         self.registered = true;
         let prefix = format!("{name}!{userhost}");
-        info!("{} IRC registered as {prefix}", self.conn.label);
+        info!("{} IRC registered as {prefix}", self.conn.label());
         let version = env!("CARGO_PKG_VERSION");
         self.num(
             "001",
