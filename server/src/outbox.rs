@@ -42,14 +42,9 @@ const WRITE_AT: usize = 4096;
 /// more messages before its write comes, and a delivery costs fewer system calls (and the
 /// kernel's work per segment, most of a fan-out's cost), for more memory held meanwhile.
 const FLUSH_PER_TURN: usize = 32;
-/// A buffer with less room than this left grows by [`GROW_STEP`]...
-const GROW_WHEN: usize = 256;
-/// ...while it holds less than [`GROW_STEPWISE_UNDER`]: a buffer that only gathers a pass's
-/// worth of messages holds little more than them (doubling would hold up to twice as much
-/// in each of thousands of outboxes). Past that, it doubles as usual.
-const GROW_STEP: usize = 512;
-/// See [`GROW_STEP`].
-const GROW_STEPWISE_UNDER: usize = 16 * 1024;
+/// What an empty buffer starts with: room for a few lines, so that a pass's worth of messages
+/// needs only a few doublings (each one a copy) to gather.
+const FIRST_CAPACITY: usize = 1024;
 /// However full the budget, a client may always queue this much (within its own cap): a
 /// reader that keeps up never holds more than a write's worth or two.
 const MIN_SHARE: usize = 64 * 1024;
@@ -252,8 +247,8 @@ impl Outbox {
             return Err(PushError::Closed);
         }
         let before = st.buf.len();
-        if st.buf.capacity() - before < GROW_WHEN && before < GROW_STEPWISE_UNDER {
-            st.buf.reserve_exact(GROW_STEP);
+        if st.buf.capacity() == 0 {
+            st.buf.reserve_exact(FIRST_CAPACITY);
         }
         render(&mut st.buf);
         let unsent = st.buf.len() - st.sent + st.in_flight;
