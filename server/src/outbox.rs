@@ -37,11 +37,18 @@ use crate::transport::Transport;
 
 /// Unsent bytes that are written at once instead of waiting for the flusher's pass.
 const WRITE_AT: usize = 4096;
-/// Outboxes the flusher writes before it lets other tasks run. Small, so that under a
-/// fan-out to thousands the readers take turns with the writes: each outbox then gathers
-/// more messages before its write comes, and a delivery costs fewer system calls (and the
-/// kernel's work per segment, most of a fan-out's cost), for more memory held meanwhile.
+/// Outboxes the flusher writes before it lets other tasks run, while the queues hold little.
+/// Small, so that under a fan-out to thousands the readers take turns with the writes: each
+/// outbox then gathers more messages before its write comes, and a delivery costs fewer
+/// system calls (and the kernel's work per segment, most of a fan-out's cost), for more
+/// memory held meanwhile.
 const FLUSH_PER_TURN: usize = 32;
+/// Outboxes written per turn while the queues hold more than [`BUSY_SHARE`] of the budget:
+/// then draining them comes first (a flood of large broadcasts would otherwise gather
+/// faster than the turns write it).
+const FLUSH_PER_TURN_BUSY: usize = 256;
+/// The part of the budget (1/N) past which the flusher takes its longer turns.
+const BUSY_SHARE: usize = 8;
 /// What an empty buffer starts with: room for a few lines, so that a pass's worth of messages
 /// needs only a few doublings (each one a copy) to gather.
 const FIRST_CAPACITY: usize = 1024;
@@ -562,7 +569,7 @@ impl Flusher {
     }
 
     /// Writes dirty outboxes whenever there are some, until the flusher is closed. A pass
-    /// over many outboxes gives way every [`FLUSH_PER_TURN`] of them, so a fan-out to
+    /// over many outboxes gives way every [`Flusher::turn`] of them, so a fan-out to
     /// thousands (each write a system call) never keeps a new client waiting for long, and
     /// lets a connection waiting to be accepted go first at once.
     pub async fn run(self: Arc<Self>) {
@@ -581,11 +588,22 @@ impl Flusher {
                     }
                     outbox.flush();
                     written += 1;
-                    if written % FLUSH_PER_TURN == 0 {
+                    if written >= self.turn() {
+                        written = 0;
                         rt::yield_now().await;
                     }
                 }
             }
+        }
+    }
+
+    /// Outboxes to write before giving way: few while the queues hold little, more while
+    /// they hold much.
+    fn turn(&self) -> usize {
+        if self.budget.used() > self.budget.limit / BUSY_SHARE {
+            FLUSH_PER_TURN_BUSY
+        } else {
+            FLUSH_PER_TURN
         }
     }
 
@@ -737,5 +755,21 @@ mod tests {
                 .unwrap();
             assert_eq!(&got, b"HELLO alice\n");
         });
+    }
+
+    #[test]
+    fn the_flusher_takes_longer_turns_while_the_queues_hold_much() {
+        let flusher = Flusher::new(8 * 1024);
+        assert_eq!(flusher.turn(), FLUSH_PER_TURN);
+        flusher.budget.charge(0, 1024);
+        assert_eq!(
+            flusher.turn(),
+            FLUSH_PER_TURN,
+            "an eighth of the budget is still little"
+        );
+        flusher.budget.charge(1024, 1025);
+        assert_eq!(flusher.turn(), FLUSH_PER_TURN_BUSY);
+        flusher.budget.charge(1025, 0);
+        assert_eq!(flusher.turn(), FLUSH_PER_TURN);
     }
 }
