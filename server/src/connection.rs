@@ -55,56 +55,47 @@ pub trait DoorLoop {
     ) -> impl Future<Output = ()> + Send + 'a;
 }
 
-/// The chat port's loop.
-pub struct ChatLoop;
+/// Declares a [`DoorLoop`] type serving `$door` with `$run` (an `async` loop taking the hub,
+/// the services, the connection, its reader and its origin).
+macro_rules! door_loop {
+    ($(#[$doc:meta])* $name:ident, $door:expr, $run:path) => {
+        $(#[$doc])*
+        pub struct $name;
 
-impl DoorLoop for ChatLoop {
-    const DOOR: Door = Door::Chat;
+        impl DoorLoop for $name {
+            const DOOR: Door = $door;
 
-    fn run<'a>(
-        hub: &'a Arc<Hub>,
-        services: &'a Arc<Services>,
-        conn: &'a Arc<Conn>,
-        reader: &'a mut Reader,
-        origin: Origin,
-    ) -> impl Future<Output = ()> + Send + 'a {
-        chat(hub, services, conn, reader, origin)
-    }
+            fn run<'a>(
+                hub: &'a Arc<Hub>,
+                services: &'a Arc<Services>,
+                conn: &'a Arc<Conn>,
+                reader: &'a mut Reader,
+                origin: Origin,
+            ) -> impl Future<Output = ()> + Send + 'a {
+                $run(hub, services, conn, reader, origin)
+            }
+        }
+    };
 }
 
-/// The strict mailbox door's loop.
-pub struct MailboxLoop;
-
-impl DoorLoop for MailboxLoop {
-    const DOOR: Door = Door::Mailbox;
-
-    fn run<'a>(
-        hub: &'a Arc<Hub>,
-        services: &'a Arc<Services>,
-        conn: &'a Arc<Conn>,
-        reader: &'a mut Reader,
-        _origin: Origin,
-    ) -> impl Future<Output = ()> + Send + 'a {
-        mailbox(hub, services, conn, reader)
-    }
-}
-
-/// The IRC door's loop.
-pub struct IrcLoop;
-
-impl DoorLoop for IrcLoop {
-    const DOOR: Door = Door::Irc;
-
-    fn run<'a>(
-        hub: &'a Arc<Hub>,
-        services: &'a Arc<Services>,
-        conn: &'a Arc<Conn>,
-        reader: &'a mut Reader,
-        origin: Origin,
-    ) -> impl Future<Output = ()> + Send + 'a {
-        crate::door::irc::serve(hub, services, conn, reader, origin)
-    }
-}
+door_loop!(
+    /// The chat port's loop.
+    ChatLoop,
+    Door::Chat,
+    chat
+);
+door_loop!(
+    /// The strict mailbox door's loop.
+    MailboxLoop,
+    Door::Mailbox,
+    mailbox
+);
+door_loop!(
+    /// The IRC door's loop.
+    IrcLoop,
+    Door::Irc,
+    crate::door::irc::serve
+);
 
 /// Serves one accepted connection to the end through door `D`. `id` comes from
 /// [`Hub::admit`].
@@ -303,7 +294,14 @@ fn chat<'a>(
 
 /// The strict mailbox door: exactly seed 001, and any error drops the connection at once
 /// (a mailbox that cannot be read, the cluster's Redis out of reach, included).
-async fn mailbox(hub: &Arc<Hub>, services: &Arc<Services>, conn: &Arc<Conn>, reader: &mut Reader) {
+/// (`_origin`: the strict door proves nothing, so where a client comes from changes nothing.)
+async fn mailbox(
+    hub: &Arc<Hub>,
+    services: &Arc<Services>,
+    conn: &Arc<Conn>,
+    reader: &mut Reader,
+    _origin: Origin,
+) {
     let mut bucket = flood_bucket(&hub.config);
     let mut user: Option<Name<'static>> = None;
     let mut compose_to: Option<Name<'static>> = None;

@@ -682,3 +682,36 @@ pub fn quit(conn: &Conn) {
             .finish_with(&Reply::Quit("server shutting down"));
     }
 }
+
+/// A connection for in-process tests: a real loopback socket whose outbox is never flushed,
+/// so what it was sent stays queued and countable; and the socket's other end (keep it open).
+#[cfg(test)]
+pub(crate) fn test_conn(
+    id: u64,
+    flusher: &Arc<crate::outbox::Flusher>,
+    irc: bool,
+) -> (Arc<Conn>, std::net::TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (ours, _) = listener.accept().unwrap();
+    let outbox = Outbox::new(
+        crate::rt::TcpStream::from(ours),
+        crate::outbox::Settings {
+            cap: 1 << 20,
+            framing: Framing::Line,
+            last_words: crate::outbox::LastWords::Nothing,
+            stall: std::time::Duration::from_secs(60),
+            label: Label::test(id),
+        },
+        flusher.clone(),
+    );
+    let conn = Arc::new(Conn {
+        id,
+        framing: Framing::Line,
+        outbox,
+        quiet: false,
+        liveness: Liveness::new(0),
+        irc: irc.then(|| Box::new(IrcCaps::default())),
+    });
+    (conn, other)
+}

@@ -76,21 +76,18 @@ impl<'a> Future for NextMessage<'a> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Next<'a>> {
         let (hub, conn) = (self.hub, self.conn);
-        let Some(reader) = self.reader.as_deref_mut() else {
+        let Some(reader) = self.reader.take() else {
             // Polled again after it completed: nothing more to give.
             return Poll::Ready(Next::Closed);
         };
-        let got = match reader.poll_next(cx, hub, conn) {
-            Poll::Ready(got) => got,
-            Poll::Pending => return Poll::Pending,
-        };
-        Poll::Ready(match got {
-            Got::Message(from, to) => match self.reader.take() {
-                Some(reader) => Next::Message(&reader.buf[from..to]),
-                None => Next::Closed,
-            },
-            Got::Closed => Next::Closed,
-            Got::Fatal(reason) => Next::Fatal(reason),
+        Poll::Ready(match reader.poll_next(cx, hub, conn) {
+            Poll::Pending => {
+                self.reader = Some(reader);
+                return Poll::Pending;
+            }
+            Poll::Ready(Got::Message(from, to)) => Next::Message(&reader.buf[from..to]),
+            Poll::Ready(Got::Closed) => Next::Closed,
+            Poll::Ready(Got::Fatal(reason)) => Next::Fatal(reason),
         })
     }
 }

@@ -1026,11 +1026,7 @@ mod tests {
     //! The core driven in-process: members are connections on loopback sockets whose
     //! outboxes are never flushed, so what each was sent stays queued and countable.
     use super::*;
-    use crate::event::IrcCaps;
-    use crate::hub::Liveness;
-    use crate::outbox::{Flusher, Outbox, Settings};
-    use crate::rt::TcpStream;
-    use protocol::Framing;
+    use crate::outbox::Flusher;
 
     /// A test room member, and the other end of its socket (kept open).
     struct Peer {
@@ -1039,29 +1035,7 @@ mod tests {
     }
 
     fn peer(id: u64, nick: &str, flusher: &Arc<Flusher>, irc: bool) -> Peer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let other = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (ours, _) = listener.accept().unwrap();
-        let stream = TcpStream::from(ours);
-        let outbox = Outbox::new(
-            stream,
-            Settings {
-                cap: 1 << 20,
-                framing: Framing::Line,
-                last_words: crate::outbox::LastWords::Nothing,
-                stall: std::time::Duration::from_secs(60),
-                label: crate::label::Label::test(id),
-            },
-            flusher.clone(),
-        );
-        let conn = Arc::new(Conn {
-            id,
-            framing: Framing::Line,
-            outbox,
-            quiet: false,
-            liveness: Liveness::new(0),
-            irc: irc.then(|| Box::new(IrcCaps::default())),
-        });
+        let (conn, other) = crate::hub::test_conn(id, flusher, irc);
         Peer {
             member: Member {
                 nick: Arc::from(nick),

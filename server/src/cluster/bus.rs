@@ -276,6 +276,15 @@ async fn heartbeat_loop(hub: Arc<Hub>, cluster: Arc<Cluster>) {
     }
 }
 
+/// `who` entered `room` on `node`. A name held here now was given up on `node` since: its
+/// join, read late, is stale (the quit that follows it then finds no seat and tells nobody).
+fn remote_joined(hub: &Hub, node: &Arc<str>, room: &str, who: &Seat) -> u64 {
+    if hub.user(&who.nick).is_some() {
+        return 0;
+    }
+    hub.rooms.remote_joined(node, room, who, hub.announce())
+}
+
 /// Applies one message from node `origin`.
 fn apply(hub: &Hub, services: &Arc<Services>, cluster: &Cluster, origin: &str, msg: Msg) {
     if origin == &*cluster.node {
@@ -316,10 +325,7 @@ fn apply(hub: &Hub, services: &Arc<Services>, cluster: &Cluster, origin: &str, m
             hub.remote_offline(&node, &name);
             0
         }
-        // A name held here now was given up on `node` since: its join, read late, is stale
-        // (the quit that follows it then finds no seat and tells nobody).
-        Msg::Joined { who, .. } if hub.user(&who.nick).is_some() => 0,
-        Msg::Joined { room, who } => rooms.remote_joined(&node, &room, &who, hub.announce()),
+        Msg::Joined { room, who } => remote_joined(hub, &node, &room, &who),
         Msg::Parted { room, who, reason } => rooms.remote_parted(&room, &who, &reason),
         Msg::Quit { who, reason } => rooms.remote_quit(&node, &who, &reason, hub.announce()),
         Msg::Said {
@@ -405,3 +411,52 @@ fn deliver(hub: &Hub, from: &Seat, to: &str, text: &str, notice: bool) {
 
 /// When each other node was last heard from.
 pub type Peers = Mutex<HashMap<String, Instant>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::hub::{test_conn, Joined};
+    use crate::shutdown::Shutdown;
+    use protocol::{Name, RoomName};
+
+    fn seat(nick: &str) -> Seat {
+        Seat {
+            nick: nick.to_owned(),
+            userhost: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_late_remote_join_of_a_name_held_here_is_ignored() {
+        let hub = Hub::new(Config::default(), Shutdown::new(), None);
+        let node: Arc<str> = Arc::from("other");
+        let (ann, _a) = test_conn(1, &hub.flusher, false);
+        let (bob, _b) = test_conn(2, &hub.flusher, false);
+        for (conn, name) in [(&ann, "ann"), (&bob, "bob")] {
+            let name = Name::new(name).unwrap().into_owned();
+            assert_eq!(hub.join(conn, &name), Joined::Yes);
+            let member = crate::rooms::Member {
+                nick: Arc::from(name.as_str()),
+                conn: conn.clone(),
+                op: false,
+                voice: false,
+            };
+            hub.rooms
+                .enter(&RoomName::lobby(), member, None, false, |_, _| {})
+                .unwrap();
+        }
+        let queued = |c: &Arc<crate::hub::Conn>| c.outbox.queued();
+        let (ann_before, bob_before) = (queued(&ann), queued(&bob));
+
+        // Bob is here now: the other node's join of bob is stale, nobody hears of it, and
+        // no remote seat is left for a later quit to announce.
+        assert_eq!(remote_joined(&hub, &node, "#lobby", &seat("BOB")), 0);
+        assert_eq!((queued(&ann), queued(&bob)), (ann_before, bob_before));
+        assert!(hub.rooms.lobby().read().remote.is_empty());
+
+        // A name nobody holds here joins as before: both hear of it.
+        assert_eq!(remote_joined(&hub, &node, "#lobby", &seat("carl")), 2);
+        assert!(queued(&ann) > ann_before && queued(&bob) > bob_before);
+    }
+}
