@@ -47,6 +47,16 @@ fn chat_over_tls(framing: Framing) {
     for _ in 0..20 {
         b.expect(&format!("alice SENT {long}"));
     }
+    // Long broadcasts (one copy, shared by every recipient's queue) and short ones (copied
+    // into it) keep their order inside TLS.
+    for i in 0..20 {
+        b.send(&format!("BCST {i} {long}"));
+        b.send(&format!("BCST short {i}"));
+    }
+    for i in 0..20 {
+        a.expect(&format!("bob BCST {i} {long}"));
+        a.expect(&format!("bob BCST short {i}"));
+    }
     a.send("LIST");
     a.expect_lines(&["USERS 2", "alice", "bob"]);
     a.quit();

@@ -329,8 +329,8 @@ impl Event<'_> {
 pub struct Encoded<'e> {
     /// What to send.
     event: &'e Event<'e>,
-    /// The bytes for each [`Wire`], once needed.
-    slots: [Option<Vec<u8>>; 4],
+    /// The bytes for each [`Wire`], once needed: shared by every queue they go to.
+    slots: [Option<Arc<[u8]>>; 4],
 }
 
 impl<'e> Encoded<'e> {
@@ -343,12 +343,12 @@ impl<'e> Encoded<'e> {
     }
 
     /// The bytes for `wire` (empty when that wire is not told).
-    pub fn bytes(&mut self, wire: Wire) -> &[u8] {
+    pub fn bytes(&mut self, wire: Wire) -> &Arc<[u8]> {
         let event = self.event;
         self.slots[wire.index()].get_or_insert_with(|| {
             let mut out = Vec::new();
             event.render(wire, &mut out);
-            out
+            Arc::from(out)
         })
     }
 }

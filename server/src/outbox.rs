@@ -17,9 +17,10 @@
 //! that would take the total past the budget evicts its recipient. Many non-reading clients
 //! therefore cost at most the budget, not clients × cap.
 
-use std::io;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -52,6 +53,13 @@ const BUSY_SHARE: usize = 8;
 /// What an empty buffer starts with: room for a few lines, so that a pass's worth of messages
 /// needs only a few doublings (each one a copy) to gather.
 const FIRST_CAPACITY: usize = 1024;
+/// A message at least this long is queued by reference when it goes to many (see
+/// [`Outbox::push_shared`]): one copy however many queues hold it, and no copying per
+/// recipient. Shorter ones are copied into the queue's buffer, where they are written
+/// together with the messages around them.
+const SHARE_AT: usize = 1024;
+/// Most pieces one write hands the kernel.
+const IOV: usize = 64;
 /// However full the budget, a client may always queue this much (within its own cap): a
 /// reader that keeps up never holds more than a write's worth or two.
 const MIN_SHARE: usize = 64 * 1024;
@@ -118,13 +126,54 @@ enum Phase {
     Closed,
 }
 
+/// One queued piece ahead of the tail buffer.
+#[derive(Debug)]
+enum Piece {
+    /// What the tail buffer held when a shared message was queued after it.
+    Own(Vec<u8>),
+    /// A message rendered once for many queues.
+    Shared(Arc<[u8]>),
+}
+
+impl Piece {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Piece::Own(bytes) => bytes,
+            Piece::Shared(bytes) => bytes,
+        }
+    }
+
+    /// What it draws on the budget: an owned buffer's memory; a shared message's length,
+    /// counted in every queue that holds it (so the budget never counts less than is held).
+    fn held(&self) -> usize {
+        match self {
+            Piece::Own(bytes) => bytes.capacity(),
+            Piece::Shared(bytes) => bytes.len(),
+        }
+    }
+}
+
+/// The queued pieces ahead of the tail buffer, once a shared message is queued.
+#[derive(Debug, Default)]
+struct Spill {
+    /// In order; the first may be partly written ([`State::sent`]).
+    pieces: VecDeque<Piece>,
+    /// Their bytes together (the first one's written part included).
+    len: usize,
+    /// Their draw on the budget together ([`Piece::held`]).
+    held: usize,
+}
+
 /// The mutable part of an outbox.
 #[derive(Debug)]
 struct State {
-    /// Queued bytes; `buf[sent..]` is not yet written.
+    /// Queued bytes after the spilled pieces (all of them, mostly: most queues never spill).
     buf: Vec<u8>,
-    /// How much of `buf` is written. Non-zero means a message may be cut in half on the wire.
+    /// How much of the first queued piece (or of `buf`, without one) is written. Non-zero
+    /// means a message may be cut in half on the wire.
     sent: usize,
+    /// Pieces queued ahead of `buf` (boxed: most outboxes never have any).
+    spill: Option<Box<Spill>>,
     /// Memory of the buffer a writer task took out of `buf` and has not finished writing.
     in_flight: usize,
     /// What this queue has drawn on the server's [`Budget`]: the memory its buffers hold
@@ -142,11 +191,90 @@ struct State {
     closer: Option<oneshot::Sender<()>>,
 }
 
+impl State {
+    /// Bytes queued and not yet written (not counting a writer task's).
+    fn unsent(&self) -> usize {
+        self.spill.as_ref().map_or(0, |spill| spill.len) + self.buf.len() - self.sent
+    }
+
+    /// Memory the queue holds, as the budget counts it.
+    fn held(&self) -> usize {
+        self.buf.capacity() + self.spill.as_ref().map_or(0, |spill| spill.held) + self.in_flight
+    }
+
+    /// Queues `bytes` by reference; what the tail buffer holds goes ahead of it.
+    fn share(&mut self, bytes: &Arc<[u8]>) {
+        if self.unsent() == 0 {
+            drained(self);
+        }
+        let spill = self.spill.get_or_insert_with(Box::default);
+        if !self.buf.is_empty() {
+            let own = std::mem::take(&mut self.buf);
+            spill.len += own.len();
+            spill.held += own.capacity();
+            spill.pieces.push_back(Piece::Own(own));
+        }
+        spill.len += bytes.len();
+        spill.held += bytes.len();
+        spill.pieces.push_back(Piece::Shared(bytes.clone()));
+    }
+
+    /// Counts `n` more bytes as written: lets go of the pieces written whole.
+    fn advance(&mut self, n: usize) {
+        self.sent += n;
+        if let Some(spill) = &mut self.spill {
+            while let Some(first) = spill.pieces.front() {
+                let len = first.bytes().len();
+                if self.sent < len {
+                    break;
+                }
+                self.sent -= len;
+                spill.len -= len;
+                spill.held -= first.held();
+                spill.pieces.pop_front();
+            }
+            if spill.pieces.is_empty() {
+                self.spill = None;
+            }
+        }
+    }
+
+    /// Up to `iov.len()` slices of the unsent bytes, in order; returns how many.
+    fn gather<'a>(&'a self, iov: &mut [IoSlice<'a>]) -> usize {
+        let pieces = self.spill.iter().flat_map(|spill| spill.pieces.iter());
+        let mut skip = self.sent;
+        let mut n = 0;
+        for bytes in pieces.map(Piece::bytes).chain([&self.buf[..]]) {
+            if n == iov.len() {
+                break;
+            }
+            let rest = &bytes[skip.min(bytes.len())..];
+            skip = 0;
+            if !rest.is_empty() {
+                iov[n] = IoSlice::new(rest);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Forgets everything queued.
+    fn clear(&mut self) {
+        self.buf = Vec::new();
+        self.sent = 0;
+        self.spill = None;
+    }
+}
+
 /// The sending side of a connection, shared by everyone who sends to it.
 #[derive(Debug)]
 pub struct Outbox {
     /// Buffer and flags.
     state: Mutex<State>,
+    /// The phase is [`Phase::Open`], readable without the lock: a fan-out skips those who
+    /// are going away for the price of a load (after a mass eviction, each evicted member's
+    /// departure is told to a room full of the others).
+    open: AtomicBool,
     /// Most unsent bytes allowed.
     cap: usize,
     /// The socket (plain or TLS), for direct writes and the slow-path writer.
@@ -210,6 +338,7 @@ impl Outbox {
             state: Mutex::new(State {
                 buf: Vec::new(),
                 sent: 0,
+                spill: None,
                 in_flight: 0,
                 charged: 0,
                 dirty: false,
@@ -218,6 +347,7 @@ impl Outbox {
                 reason: None,
                 closer: None,
             }),
+            open: AtomicBool::new(true),
             cap: settings.cap,
             stream,
             framing: settings.framing,
@@ -239,7 +369,7 @@ impl Outbox {
 
     /// Brings this queue's draw on the server's budget up to date with what it holds.
     fn recharge(&self, st: &mut State) {
-        let now = st.buf.capacity() + st.in_flight;
+        let now = st.held();
         if now != st.charged {
             self.flusher.budget.charge(st.charged, now);
             st.charged = now;
@@ -258,24 +388,13 @@ impl Outbox {
             st.buf.reserve_exact(FIRST_CAPACITY);
         }
         render(&mut st.buf);
-        let unsent = st.buf.len() - st.sent + st.in_flight;
-        let held = st.buf.capacity() + st.in_flight;
-        let budget = &self.flusher.budget;
-        let used = budget.used() + held.saturating_sub(st.charged);
-        let over = if unsent > self.cap {
-            Some(Disconnect::SendQueueFull)
-        } else if used > budget.limit || unsent > budget.share(self.cap, used) {
-            Some(Disconnect::MemoryBudget)
-        } else {
-            None
-        };
-        if let Some(reason) = over {
+        if let Some(reason) = self.over(&st, st.unsent(), st.held()) {
             st.buf.truncate(before);
             self.evict_locked(st, reason);
             return Err(PushError::Overflow);
         }
         self.recharge(&mut st);
-        if st.buf.len() - st.sent >= WRITE_AT && !st.writing {
+        if st.spill.is_none() && st.unsent() >= WRITE_AT && !st.writing {
             // A full write's worth: send it now rather than let every recipient of a busy
             // fan-out hold a large buffer until the flusher's pass.
             self.write_now(st);
@@ -285,9 +404,48 @@ impl Outbox {
         Ok(())
     }
 
+    /// Why a queue holding `unsent` bytes (a writer task's included) in `held` bytes of
+    /// memory must be evicted, if it must: past its cap, its share of the budget, or the
+    /// budget itself.
+    fn over(&self, st: &State, unsent: usize, held: usize) -> Option<Disconnect> {
+        let unsent = unsent + st.in_flight;
+        let budget = &self.flusher.budget;
+        let used = budget.used() + held.saturating_sub(st.charged);
+        if unsent > self.cap {
+            Some(Disconnect::SendQueueFull)
+        } else if used > budget.limit || unsent > budget.share(self.cap, used) {
+            Some(Disconnect::MemoryBudget)
+        } else {
+            None
+        }
+    }
+
     /// Appends `bytes`.
     pub fn push(self: &Arc<Self>, bytes: &[u8]) -> Result<(), PushError> {
         self.push_with(|buf| buf.extend_from_slice(bytes))
+    }
+
+    /// Appends `bytes`, a message that goes to many: a long one is queued by reference (one
+    /// copy for all its queues, counted in full against each one's cap and share) and left
+    /// to the flusher's pass, so a broadcast to thousands costs a pointer per recipient and
+    /// never a system call; a short one is copied, as [`Outbox::push`] does.
+    pub fn push_shared(self: &Arc<Self>, bytes: &Arc<[u8]>) -> Result<(), PushError> {
+        if bytes.len() < SHARE_AT {
+            return self.push(bytes);
+        }
+        let mut st = self.lock();
+        if st.phase != Phase::Open {
+            return Err(PushError::Closed);
+        }
+        let grown = bytes.len();
+        if let Some(reason) = self.over(&st, st.unsent() + grown, st.held() + grown) {
+            self.evict_locked(st, reason);
+            return Err(PushError::Overflow);
+        }
+        st.share(bytes);
+        self.recharge(&mut st);
+        self.schedule(st);
+        Ok(())
     }
 
     /// Renders `reply` in this connection's framing and appends it.
@@ -299,7 +457,7 @@ impl Outbox {
     /// Puts a buffer with unsent bytes on the flusher's list, unless it is there already or
     /// a writer task owns it.
     fn schedule(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
-        if st.dirty || st.writing || st.sent == st.buf.len() {
+        if st.dirty || st.writing || st.unsent() == 0 {
             return;
         }
         st.dirty = true;
@@ -310,13 +468,18 @@ impl Outbox {
     /// Unsent bytes.
     #[cfg(test)]
     pub fn queued(&self) -> usize {
-        let st = self.lock();
-        st.buf.len() - st.sent
+        self.lock().unsent()
     }
 
     /// Whether the connection is finishing or closed.
     pub fn is_closing(&self) -> bool {
-        self.lock().phase != Phase::Open
+        !self.open.load(Ordering::Relaxed)
+    }
+
+    /// Moves the connection to `phase`.
+    fn set_phase(&self, st: &mut State, phase: Phase) {
+        st.phase = phase;
+        self.open.store(phase == Phase::Open, Ordering::Relaxed);
     }
 
     /// Why the connection was evicted, if it was.
@@ -329,7 +492,7 @@ impl Outbox {
     pub fn finish(self: &Arc<Self>) {
         let mut st = self.lock();
         if st.phase == Phase::Open {
-            st.phase = Phase::Finishing;
+            self.set_phase(&mut st, Phase::Finishing);
         }
         self.close_if_drained(&mut st);
     }
@@ -340,8 +503,8 @@ impl Outbox {
         if st.phase == Phase::Open {
             reply.render(self.framing, &mut st.buf);
             self.recharge(&mut st);
-            st.phase = Phase::Finishing;
-            if st.sent < st.buf.len() {
+            self.set_phase(&mut st, Phase::Finishing);
+            if st.unsent() > 0 {
                 return self.schedule(st);
             }
         }
@@ -380,11 +543,10 @@ impl Outbox {
     /// which also ends the connection's reader and any writer task.
     fn evict_locked(&self, mut st: MutexGuard<'_, State>, reason: Disconnect) {
         warn!("{} evicted: {reason}", self.label);
-        st.phase = Phase::Closed;
+        self.set_phase(&mut st, Phase::Closed);
         // Only a buffer with nothing half-written ends on a message boundary.
         let clean = st.sent == 0 && !st.writing;
-        st.buf = Vec::new();
-        st.sent = 0;
+        st.clear();
         self.recharge(&mut st);
         if clean && self.last_words != LastWords::Nothing {
             let mut notice = Vec::new();
@@ -404,10 +566,9 @@ impl Outbox {
 
     /// Shuts the socket down if the connection is finishing and nothing is left to write.
     fn close_if_drained(&self, st: &mut State) {
-        if st.phase == Phase::Finishing && st.sent == st.buf.len() && !st.writing {
-            st.phase = Phase::Closed;
-            st.buf = Vec::new();
-            st.sent = 0;
+        if st.phase == Phase::Finishing && st.unsent() == 0 && !st.writing {
+            self.set_phase(st, Phase::Closed);
+            st.clear();
             self.recharge(st);
             self.shut(st);
         }
@@ -439,10 +600,16 @@ impl Outbox {
     /// The direct write: everything unsent, without waiting. What the socket does not take
     /// goes to a writer task; a drained buffer closes a finishing connection.
     fn write_now(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
-        while st.sent < st.buf.len() {
-            let from = st.sent;
-            match self.stream.try_write(&st.buf[from..]) {
-                Ok(n) => st.sent += n,
+        while st.unsent() > 0 {
+            let written = if st.spill.is_none() {
+                self.stream.try_write(&st.buf[st.sent..])
+            } else {
+                let mut iov = [IoSlice::new(&[]); IOV];
+                let n = st.gather(&mut iov);
+                self.stream.try_write_vectored(&iov[..n])
+            };
+            match written {
+                Ok(n) => st.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     st.writing = true;
                     self.recharge(&mut st);
@@ -452,9 +619,8 @@ impl Outbox {
                 }
                 Err(e) => {
                     debug!("{} write failed: {e}", self.label);
-                    st.phase = Phase::Closed;
-                    st.buf = Vec::new();
-                    st.sent = 0;
+                    self.set_phase(&mut st, Phase::Closed);
+                    st.clear();
                     self.recharge(&mut st);
                     self.shut(&mut st);
                     return;
@@ -470,7 +636,7 @@ impl Outbox {
     /// flusher. A write that makes no progress for `stall` evicts the peer.
     async fn write_slowly(self: Arc<Self>) {
         loop {
-            let (chunk, from) = {
+            let (spill, chunk, from) = {
                 let mut st = self.lock();
                 st.in_flight = 0;
                 if st.phase == Phase::Closed {
@@ -478,25 +644,38 @@ impl Outbox {
                     self.recharge(&mut st);
                     return;
                 }
-                if st.sent == st.buf.len() {
+                if st.unsent() == 0 {
                     st.writing = false;
                     drained(&mut st);
                     self.recharge(&mut st);
                     return self.close_if_drained(&mut st);
                 }
-                // Take the buffer itself (no copy); new pushes start a fresh one meanwhile.
+                // Take the queue itself (no copy); new pushes start a fresh one meanwhile.
                 // Its memory stays charged to the budget, as in flight, until written.
+                let held = st.held();
                 let from = std::mem::take(&mut st.sent);
+                let spill = st.spill.take();
                 let chunk = std::mem::take(&mut st.buf);
-                st.in_flight = chunk.capacity();
+                st.in_flight = held;
                 self.recharge(&mut st);
-                (chunk, from)
+                (spill, chunk, from)
             };
-            match rt::timeout(self.stall, self.stream.write_all(&chunk[from..])).await {
+            let write = async {
+                let pieces = spill.iter().flat_map(|spill| spill.pieces.iter());
+                let mut from = from;
+                for bytes in pieces.map(Piece::bytes).chain([&chunk[..]]) {
+                    self.stream
+                        .write_all(&bytes[from.min(bytes.len())..])
+                        .await?;
+                    from = 0;
+                }
+                Ok::<_, io::Error>(())
+            };
+            match rt::timeout(self.stall, write).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     // Still `writing`: the socket may hold half a message, so no notice.
-                    drop(chunk);
+                    drop((spill, chunk));
                     self.lock().in_flight = 0;
                     return self.evict(Disconnect::WriteStalled(self.stall));
                 }
@@ -505,9 +684,8 @@ impl Outbox {
                     let mut st = self.lock();
                     st.writing = false;
                     st.in_flight = 0;
-                    st.phase = Phase::Closed;
-                    st.buf = Vec::new();
-                    st.sent = 0;
+                    self.set_phase(&mut st, Phase::Closed);
+                    st.clear();
                     self.recharge(&mut st);
                     self.shut(&mut st);
                     return;
@@ -521,8 +699,7 @@ impl Outbox {
 /// of the time, and an allocation per write is cheap next to the write it follows. (Kept, a
 /// buffer would hold a join burst's or a pass's worth of memory in every idle outbox.)
 fn drained(st: &mut State) {
-    st.sent = 0;
-    st.buf = Vec::new();
+    st.clear();
 }
 
 /// The list of outboxes with unsent bytes, and the task that writes them.
@@ -658,6 +835,108 @@ mod tests {
             assert!(got == want, "bytes arrived out of order");
             flusher.close();
         });
+    }
+
+    #[test]
+    fn shared_and_copied_messages_keep_their_order_through_the_slow_path() {
+        async_std::task::block_on(async {
+            let (server, mut client) = pair().await;
+            let flusher = Flusher::new(1 << 30);
+            rt::spawn(flusher.clone().run());
+            let outbox = Outbox::new(server, settings(64 << 20), flusher.clone());
+            // Far more than the socket buffers hold, so writes are cut short and the writer
+            // task takes over the spilled pieces too.
+            let mut want = Vec::new();
+            for i in 0..3_000u32 {
+                let line = format!("short {i}\n");
+                want.extend_from_slice(line.as_bytes());
+                outbox.push(line.as_bytes()).unwrap();
+                let long: Arc<[u8]> =
+                    Arc::from(format!("long {i} {}\n", "y".repeat(2000)).into_bytes());
+                want.extend_from_slice(&long);
+                outbox.push_shared(&long).unwrap();
+                if i % 7 == 0 {
+                    rt::yield_now().await;
+                }
+            }
+            outbox.finish();
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got.len(), want.len());
+            assert!(got == want, "bytes arrived out of order");
+            flusher.close();
+        });
+    }
+
+    #[test]
+    fn a_long_message_for_many_is_held_once_and_counted_in_every_queue() {
+        async_std::task::block_on(async {
+            // No flusher task runs: what is queued stays queued.
+            let flusher = Flusher::new(1 << 30);
+            let mut peers = Vec::new();
+            let mut outboxes = Vec::new();
+            for _ in 0..3 {
+                let (server, client) = pair().await;
+                peers.push(client);
+                outboxes.push(Outbox::new(server, settings(1 << 20), flusher.clone()));
+            }
+            let long: Arc<[u8]> = Arc::from(vec![b'x'; 4000]);
+            for outbox in &outboxes {
+                outbox.push_shared(&long).unwrap();
+                assert_eq!(outbox.queued(), 4000, "a shared message waits for the pass");
+            }
+            assert_eq!(Arc::strong_count(&long), 4, "one copy, three queues");
+            assert!(flusher.budget.used() >= 3 * 4000);
+            // A short one is copied, as a plain push.
+            let short: Arc<[u8]> = Arc::from(&b"hi\n"[..]);
+            outboxes[0].push_shared(&short).unwrap();
+            assert_eq!(Arc::strong_count(&short), 1);
+            assert_eq!(outboxes[0].queued(), 4003);
+            for outbox in &outboxes {
+                outbox.flush_now();
+                assert_eq!(outbox.queued(), 0);
+            }
+            assert_eq!(Arc::strong_count(&long), 1, "written pieces are let go");
+            assert_eq!(flusher.budget.used(), 0);
+            drop(peers);
+        });
+    }
+
+    #[test]
+    fn partial_writes_walk_across_pieces() {
+        let mut st = State {
+            buf: b"ab".to_vec(),
+            sent: 0,
+            spill: None,
+            in_flight: 0,
+            charged: 0,
+            dirty: false,
+            writing: false,
+            phase: Phase::Open,
+            reason: None,
+            closer: None,
+        };
+        let long: Arc<[u8]> = Arc::from(vec![b'c'; SHARE_AT]);
+        st.share(&long);
+        st.buf.extend_from_slice(b"de");
+        let gathered = |st: &State| {
+            let mut iov = [IoSlice::new(&[]); IOV];
+            let n = st.gather(&mut iov);
+            iov[..n].iter().map(|s| s.to_vec()).collect::<Vec<_>>()
+        };
+        assert_eq!(st.unsent(), 2 + SHARE_AT + 2);
+        assert_eq!(
+            gathered(&st),
+            [b"ab".to_vec(), long.to_vec(), b"de".to_vec()]
+        );
+        st.advance(1);
+        assert_eq!(gathered(&st)[0], b"b");
+        st.advance(1 + SHARE_AT - 1);
+        assert_eq!(gathered(&st), [b"c".to_vec(), b"de".to_vec()]);
+        st.advance(2);
+        assert!(st.spill.is_none(), "every spilled piece is written");
+        assert_eq!(gathered(&st), [b"e".to_vec()]);
+        assert_eq!(st.unsent(), 1);
     }
 
     #[test]

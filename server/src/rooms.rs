@@ -196,12 +196,12 @@ pub fn fanout(state: &State, except: Option<u64>, event: &Event<'_>) -> u64 {
     let mut encoded = Encoded::new(event);
     let mut n = 0;
     for (id, m) in &state.members {
-        if Some(*id) == except {
+        if Some(*id) == except || m.conn.outbox.is_closing() {
             continue;
         }
         let bytes = encoded.bytes(m.conn.wire());
         if !bytes.is_empty() {
-            let _ = m.conn.outbox.push(bytes);
+            let _ = m.conn.outbox.push_shared(bytes);
             n += 1;
         }
     }
@@ -213,10 +213,12 @@ pub fn fanout(state: &State, except: Option<u64>, event: &Event<'_>) -> u64 {
 fn tell_once(state: &State, told: &mut HashSet<u64>, encoded: &mut Encoded<'_>) -> u64 {
     let mut n = 0;
     for (id, m) in &state.members {
-        if told.insert(*id) {
+        // Members going away are skipped first: after a mass eviction every one of them
+        // tells its room it left, and the room still holds the others.
+        if !m.conn.outbox.is_closing() && told.insert(*id) {
             let bytes = encoded.bytes(m.conn.wire());
             if !bytes.is_empty() {
-                let _ = m.conn.outbox.push(bytes);
+                let _ = m.conn.outbox.push_shared(bytes);
                 n += 1;
             }
         }

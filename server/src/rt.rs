@@ -70,6 +70,16 @@ pub fn try_write(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// [`try_write`] of several slices in one system call.
+pub fn try_write_vectored(stream: &TcpStream, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+    let mut stream = stream;
+    match Pin::new(&mut stream).poll_write_vectored(&mut cx, bufs) {
+        Poll::Ready(result) => result,
+        Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+    }
+}
+
 /// Sets how many threads run tasks; must be called before any other call in this module.
 pub fn set_threads(threads: usize) {
     if std::env::var_os("ASYNC_STD_THREAD_COUNT").is_none() {

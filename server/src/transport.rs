@@ -308,6 +308,27 @@ impl Transport {
         }
     }
 
+    /// [`Transport::try_write`] of several slices, in order: one system call on a plain
+    /// stream; a TLS one encrypts them one after the other.
+    pub fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(tcp) => rt::try_write_vectored(tcp, bufs),
+            Transport::Tls(tls) => {
+                let mut total = 0;
+                for bytes in bufs {
+                    match tls.try_write(bytes) {
+                        Ok(n) if n == bytes.len() => total += n,
+                        Ok(n) => return Ok(total + n),
+                        // What was taken counts; the error shows again on the next write.
+                        Err(_) if total > 0 => return Ok(total),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(total)
+            }
+        }
+    }
+
     /// Writes all of `bytes`, waiting for the stream as long as it takes.
     pub async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
         match self {
