@@ -22,9 +22,10 @@ use std::time::Duration;
 
 use futures::future::{select, Either};
 use log::{info, warn};
+use rustls::crypto::hash::HashAlgorithm;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::ServerConfig;
+use rustls::{ServerConfig, SupportedCipherSuite};
 
 use crate::hub::Hub;
 use crate::registry::sync_dir;
@@ -151,13 +152,22 @@ pub fn settings(source: &CertSource, only: bool) -> io::Result<TlsSettings> {
     let fingerprint = fingerprint(leaf);
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .map_err(|e| invalid(format!("{}: {e}", key_path.display())))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut provider = rustls::crypto::ring::default_provider();
+    // The suites hashed with SHA-256 first (AES-128-GCM, then ChaCha20), and this order over
+    // the client's: SHA-256 runs on the CPU's own instructions where SHA-384 does not, and a
+    // TLS 1.3 handshake hashes its transcript and derives every key with the suite's hash
+    // (rustls's clients ask for AES-256-GCM with SHA-384 first: a third of a handshake's
+    // arithmetic on the server was SHA-512 in software). Every suite stays available.
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| suite_hash(suite) != HashAlgorithm::SHA256);
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
         .map_err(invalid)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(invalid)?;
+    config.ignore_client_order = true;
     // Our clients do not resume sessions: no tickets to mint, no session cache to keep.
     config.send_tls13_tickets = 0;
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
@@ -166,6 +176,14 @@ pub fn settings(source: &CertSource, only: bool) -> io::Result<TlsSettings> {
         only,
         fingerprint,
     })
+}
+
+/// The hash a cipher suite derives its keys with.
+fn suite_hash(suite: &SupportedCipherSuite) -> HashAlgorithm {
+    match suite {
+        SupportedCipherSuite::Tls12(suite) => suite.common.hash_provider.algorithm(),
+        SupportedCipherSuite::Tls13(suite) => suite.common.hash_provider.algorithm(),
+    }
 }
 
 /// Waits for the new connection's first byte and opens the transport it asks for: a TLS
@@ -307,6 +325,46 @@ mod tests {
         let mut out = Vec::new();
         conn.write_tls(&mut out).unwrap();
         out
+    }
+
+    #[test]
+    fn the_server_picks_a_sha256_suite_whatever_the_client_prefers() {
+        let dir = temp_dir("suite");
+        let server_settings = settings(&CertSource::SelfSigned(dir.clone()), false).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(dir.join(CERT_FILE)).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        // rustls's own client order: AES-256-GCM with SHA-384 first.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        assert_eq!(
+            suite_hash(&provider.cipher_suites[0]),
+            HashAlgorithm::SHA384
+        );
+        let client_config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
+        let mut server = rustls::ServerConnection::new(server_settings.config).unwrap();
+        for _ in 0..10 {
+            let mut bytes = Vec::new();
+            client.write_tls(&mut bytes).unwrap();
+            server.read_tls(&mut &bytes[..]).unwrap();
+            server.process_new_packets().unwrap();
+            bytes.clear();
+            server.write_tls(&mut bytes).unwrap();
+            client.read_tls(&mut &bytes[..]).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        assert!(!client.is_handshaking() && !server.is_handshaking());
+        assert_eq!(
+            server.negotiated_cipher_suite().map(|s| s.suite()),
+            Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

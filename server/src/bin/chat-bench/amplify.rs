@@ -38,6 +38,9 @@ struct Counts {
     over: Cell<bool>,
     /// Highest server RSS sampled, KiB.
     rss_max_kb: Cell<u64>,
+    /// Longest the sampler's 10 ms sleep took, µs: when this generator (or the machine)
+    /// stalls, its probes' times include the stall, and this says so.
+    sampler_gap_max_us: Cell<u64>,
     /// Connect→HELLO times of the probes, ns.
     probes: std::cell::RefCell<Vec<u64>>,
     /// Probes that got no HELLO.
@@ -161,7 +164,11 @@ async fn sampler(a: &Args, c: &Counts) {
         if let Some(s) = proc_sample(a.server_pid()) {
             c.rss_max_kb.set(c.rss_max_kb.get().max(s.rss_kb));
         }
+        let slept = Instant::now();
         task::sleep(SAMPLE).await;
+        let gap = slept.elapsed().as_micros() as u64;
+        c.sampler_gap_max_us
+            .set(c.sampler_gap_max_us.get().max(gap));
     }
 }
 
@@ -236,6 +243,10 @@ pub async fn amplify(a: &Args) -> bool {
         ("probes", J::Int(probes)),
         ("probe_failures", J::Int(c.probe_failures.get())),
         ("probe_join_hello_us", latency(&mut c.probes.borrow_mut())),
+        (
+            "generator_sleep_10ms_max_us",
+            J::Int(c.sampler_gap_max_us.get()),
+        ),
         ("errors", c.errors.json()),
     ];
     emit(a, title, kv);

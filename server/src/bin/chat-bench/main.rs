@@ -182,6 +182,9 @@ struct Args {
     /// auth: seconds of each phase (quiet, then storm).
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
+    /// auth: quiet and storm phases, alternating, this many of each.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// Free text copied into the report.
     #[arg(long, default_value = "")]
     label: String,

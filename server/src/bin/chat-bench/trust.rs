@@ -3,10 +3,12 @@
 //!
 //! * `handshakes -m M -c C`: C workers open M connections in all (TLS with `--tls`), each
 //!   answered (`PING` → `PONG`) and closed: connections per second and server CPU each.
-//! * `auth -c C -t T --duration D`: T accounts are made (SIGNUP), then a probe pair chats
-//!   (one `MSG` every 5 ms) for D seconds quietly and D seconds while C workers AUTH as fast
-//!   as the server answers, each on a fresh connection (on a kept one the server would not
-//!   hash again). Reports AUTHs per second and the probe's p50/p99 latency in both phases.
+//! * `auth -c C -t T --duration D --rounds R`: T accounts are made (SIGNUP), then a probe
+//!   pair chats (one `MSG` every 5 ms) through R rounds of D seconds quiet and D seconds
+//!   while C workers AUTH as fast as the server answers, each on a fresh connection (on a
+//!   kept one the server would not hash again). Reports AUTHs per second and the probe's
+//!   p50/p99 latency over all quiet and all storm phases: alternating them, rather than one
+//!   of each, keeps a shared machine's slow drifts (a neighbour's load) out of the ratio.
 //!   The server needs TLS (and `--tls` here) or `--no-tls`, and `--flood-rate 0`.
 
 use std::cell::Cell;
@@ -73,11 +75,12 @@ pub async fn handshakes(a: &Args) -> bool {
     failed.get() == 0
 }
 
-/// Where the probe is: 0 warming up, 1 quiet phase, 2 storm, 3 over.
+/// Where the probe is: 0 warming up or between phases (nothing recorded), 1 quiet phase,
+/// 2 storm, 3 over.
 type Stage = std::sync::Arc<AtomicU8>;
 
 /// The probe pair: `tx` sends one marked `MSG` to `rx_name` every [`PROBE_EVERY`] and `rx`
-/// times each arrival, until the stage reaches 3. It runs on a thread of its own, so the
+/// times each arrival, until the stage is 3. It runs on a thread of its own, so the
 /// storm's work in this generator (TLS handshakes above all) never delays its clock: what
 /// it measures is the server. Returns the quiet and storm latencies (ns) and whether
 /// every send went out.
@@ -89,7 +92,7 @@ fn probe(mut rx: Conn, tx: Conn, rx_name: String, stage: Stage, wait: Duration) 
         let sender = async {
             let mut q = 0u64;
             let mut out = Vec::new();
-            while stage.load(Ordering::Relaxed) < 3 {
+            while stage.load(Ordering::Relaxed) != 3 {
                 out.clear();
                 let t = epoch.elapsed().as_nanos() as u64;
                 put_message(
@@ -106,7 +109,7 @@ fn probe(mut rx: Conn, tx: Conn, rx_name: String, stage: Stage, wait: Duration) 
             }
         };
         let receiver = async {
-            while stage.load(Ordering::Relaxed) < 3 {
+            while stage.load(Ordering::Relaxed) != 3 {
                 if rx.fill(Duration::from_millis(50)).await.is_err() {
                     break;
                 }
@@ -180,33 +183,44 @@ pub async fn auth(a: &Args) -> bool {
     };
     let phase = secs(a.duration);
     let (auths, refused) = (Cell::new(0u64), Cell::new(0u64));
-    let storm_cpu = Cell::new((None, None));
+    // Server CPU seconds over the storm phases, or `None` when it could not be read.
+    let storm_cpu = Cell::new(Some(0.0));
     let storm = async {
         async_std::task::sleep(Duration::from_millis(500)).await;
-        stage.store(1, Ordering::Relaxed);
-        async_std::task::sleep(phase).await;
-        storm_cpu.set((proc_sample(a.server_pid()), None));
-        stage.store(2, Ordering::Relaxed);
-        let started = Instant::now();
-        let worker = |w: usize| {
-            let (auths, refused, stage, tokens) = (&auths, &refused, &stage, &tokens);
-            let command = format!("AUTH {} {PASSWORD}", name(w % accounts));
-            async move {
-                while stage.load(Ordering::Relaxed) == 2 {
-                    match handshake(a, tokens, &command).await {
-                        Ok((_, reply)) if reply.starts_with("HELLO ") => inc(auths),
-                        _ => inc(refused),
+        let mut storm_s = 0.0;
+        for _ in 0..a.rounds.max(1) {
+            stage.store(1, Ordering::Relaxed);
+            async_std::task::sleep(phase).await;
+            let before = proc_sample(a.server_pid());
+            stage.store(2, Ordering::Relaxed);
+            let started = Instant::now();
+            let worker = |w: usize| {
+                let (auths, refused, stage, tokens) = (&auths, &refused, &stage, &tokens);
+                let command = format!("AUTH {} {PASSWORD}", name(w % accounts));
+                async move {
+                    while stage.load(Ordering::Relaxed) == 2 {
+                        match handshake(a, tokens, &command).await {
+                            Ok((_, reply)) if reply.starts_with("HELLO ") => inc(auths),
+                            _ => inc(refused),
+                        }
                     }
                 }
-            }
-        };
-        let stop = async {
-            async_std::task::sleep(phase).await;
-            storm_cpu.set((storm_cpu.get().0, proc_sample(a.server_pid())));
-            stage.store(3, Ordering::Relaxed);
-        };
-        futures::join!(join_all((0..a.composers.max(1)).map(worker)), stop);
-        started.elapsed().as_secs_f64()
+            };
+            let stop = async {
+                async_std::task::sleep(phase).await;
+                // Nothing is recorded until the AUTHs in flight are answered.
+                stage.store(0, Ordering::Relaxed);
+            };
+            futures::join!(join_all((0..a.composers.max(1)).map(worker)), stop);
+            storm_s += started.elapsed().as_secs_f64();
+            let cpu = match (before, proc_sample(a.server_pid())) {
+                (Some(b), Some(e)) => Some(e.cpu_s - b.cpu_s),
+                _ => None,
+            };
+            storm_cpu.set(storm_cpu.get().zip(cpu).map(|(sum, cpu)| sum + cpu));
+        }
+        stage.store(3, Ordering::Relaxed);
+        storm_s
     };
     let storm_s = storm.await;
     let (mut quiet_ns, mut storm_ns, ok) = match prober.join() {
@@ -225,13 +239,15 @@ pub async fn auth(a: &Args) -> bool {
     };
     let ratio = p99(&mut storm_ns) as f64 / p99(&mut quiet_ns).max(1) as f64;
     let cpu = match storm_cpu.get() {
-        (Some(b), Some(e)) => J::Num(e.cpu_s - b.cpu_s),
-        _ => J::Str("not measured".into()),
+        Some(cpu) => J::Num(cpu),
+        None => J::Str("not measured".into()),
     };
     let title = format!(
-        "auth c={} accounts={} {}s on {} ({})",
+        "auth c={} accounts={} {}×({}s quiet, {}s storm) on {} ({})",
         a.composers,
         accounts,
+        a.rounds.max(1),
+        a.duration,
         a.duration,
         a.addr,
         if a.tls { "TLS" } else { "plain" }
