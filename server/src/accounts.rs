@@ -29,9 +29,10 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use protocol::Name;
@@ -53,8 +54,28 @@ pub fn hashes_at_once() -> usize {
         .clamp(1, 4)
 }
 
-/// One hash to compute, on a hashing thread.
-type Job = Box<dyn FnOnce() + Send>;
+/// One hash to compute, on a hashing thread, in that thread's Argon2 memory.
+type Job = Box<dyn FnOnce(&mut Memory) + Send>;
+
+/// How long a hashing thread keeps its Argon2 memory once it has nothing to hash.
+const KEEP_MEMORY: Duration = Duration::from_secs(10);
+
+/// A hashing thread's Argon2 working memory (19 MiB with the default parameters), kept from
+/// one hash to the next while hashes keep coming: allocating it for each hash cost about
+/// 5,000 page faults (every page zeroed anew) and an unmap per hash.
+#[derive(Default)]
+pub(crate) struct Memory(Vec<Block>);
+
+impl Memory {
+    /// Room for `params`, reusing what is there.
+    fn blocks(&mut self, params: &Params) -> &mut [Block] {
+        let count = params.block_count();
+        if self.0.len() < count {
+            self.0.resize(count, Block::default());
+        }
+        &mut self.0[..count]
+    }
+}
 
 /// Starts `n` hashing threads at the lowest CPU priority the system has (`SCHED_IDLE` on
 /// Linux, the idle priority elsewhere): they take only CPU time nothing else wants, so the
@@ -68,8 +89,21 @@ fn start_hashers(n: usize) -> io::Result<async_channel::Sender<Job>> {
             .name(format!("hasher-{i}"))
             .spawn(move || {
                 lowest_priority();
-                while let Ok(job) = queue.recv_blocking() {
-                    job();
+                let mut memory = Memory::default();
+                loop {
+                    // While hashes keep coming, the memory stays; after a quiet spell it
+                    // goes back to the system until the next one.
+                    let next = match rt::wait_here(KEEP_MEMORY, queue.recv()) {
+                        Some(next) => next,
+                        None => {
+                            memory = Memory::default();
+                            queue.recv_blocking()
+                        }
+                    };
+                    match next {
+                        Ok(job) => job(&mut memory),
+                        Err(_) => break,
+                    }
                 }
             })?;
     }
@@ -140,13 +174,40 @@ fn salt() -> io::Result<SaltString> {
     SaltString::encode_b64(&bytes).map_err(|e| io::Error::other(e.to_string()))
 }
 
-/// Argon2id (the crate's default: Argon2id, version 19, m=19 MiB, t=2, p=1) of `password`.
-fn hash(password: &str) -> io::Result<String> {
+/// Argon2id (the crate's default: Argon2id, version 19, m=19 MiB, t=2, p=1) of `password`,
+/// as a PHC string, computed in `memory`.
+fn hash(password: &str, memory: &mut Memory) -> io::Result<String> {
+    let bad = |e: argon2::Error| io::Error::other(e.to_string());
     let salt = salt()?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| io::Error::other(e.to_string()))
+    let mut raw_salt = [0u8; 64];
+    let raw_salt = salt
+        .as_salt()
+        .decode_b64(&mut raw_salt)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let params = Params::default();
+    let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    Argon2::new(Algorithm::default(), Version::default(), params.clone())
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            raw_salt,
+            &mut output,
+            memory.blocks(&params),
+        )
+        .map_err(bad)?;
+    phc_string(&salt, &output)
+}
+
+/// The PHC string of an Argon2id hash with the default parameters.
+fn phc_string(salt: &SaltString, output: &[u8]) -> io::Result<String> {
+    let bad = |e: argon2::password_hash::Error| io::Error::other(e.to_string());
+    let phc = PasswordHash {
+        algorithm: Algorithm::default().ident(),
+        version: Some(Version::default().into()),
+        params: ParamsString::try_from(&Params::default()).map_err(bad)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(output).map_err(bad)?),
+    };
+    Ok(phc.to_string())
 }
 
 /// A PHC string with the parameters [`hash`] uses, a random salt and a random output: checking
@@ -154,31 +215,45 @@ fn hash(password: &str) -> io::Result<String> {
 /// matches it. Made without hashing (a hash at start would cost 19 MiB of memory and tens of
 /// milliseconds for nothing).
 fn dummy_hash() -> io::Result<String> {
-    let bad = |e: argon2::password_hash::Error| io::Error::other(e.to_string());
-    let mut output = [0u8; argon2::Params::DEFAULT_OUTPUT_LEN];
+    let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
     SystemRandom::new()
         .fill(&mut output)
         .map_err(|_| io::Error::other("no system randomness"))?;
-    let salt = salt()?;
-    let phc = PasswordHash {
-        algorithm: argon2::Algorithm::default().ident(),
-        version: Some(argon2::Version::default().into()),
-        params: argon2::password_hash::ParamsString::try_from(&argon2::Params::default())
-            .map_err(bad)?,
-        salt: Some(salt.as_salt()),
-        hash: Some(argon2::password_hash::Output::new(&output).map_err(bad)?),
-    };
-    Ok(phc.to_string())
+    phc_string(&salt()?, &output)
 }
 
-/// Whether `password` matches the PHC string `stored` (constant-time comparison).
-fn verify(password: &str, stored: &str) -> bool {
-    match PasswordHash::new(stored) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
+/// Whether `password` matches the PHC string `stored` (its own algorithm, version,
+/// parameters and salt; computed in `memory`; the outputs compared in constant time).
+fn verify(password: &str, stored: &str, memory: &mut Memory) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params), Some(expected), Some(salt)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+        parsed.hash,
+        parsed.salt,
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let mut raw_salt = [0u8; 64];
+    let Ok(raw_salt) = salt.decode_b64(&mut raw_salt) else {
+        return false;
+    };
+    let mut output = vec![0u8; expected.len()];
+    let hashed = Argon2::new(algorithm, version, params.clone()).hash_password_into_with_memory(
+        password.as_bytes(),
+        raw_salt,
+        &mut output,
+        memory.blocks(&params),
+    );
+    // `Output`'s equality is constant-time.
+    hashed.is_ok() && Output::new(&output).is_ok_and(|output| output == expected)
 }
 
 impl Accounts {
@@ -247,11 +322,11 @@ impl Accounts {
     /// below everything else's CPU priority.
     async fn hashing<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> io::Result<T> {
         let (done, result) = futures::channel::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = done.send(work());
+        let job: Job = Box::new(move |memory: &mut Memory| {
+            let _ = done.send(work(memory));
         });
         let gone = || io::Error::other("the hashing threads are gone");
         self.hashers.send(job).await.map_err(|_| gone())?;
@@ -273,7 +348,7 @@ impl Accounts {
         };
         let password = password.to_owned();
         let matched = self
-            .hashing(move || verify(&password, &stored))
+            .hashing(move |memory| verify(&password, &stored, memory))
             .await
             .unwrap_or(false);
         known && matched
@@ -283,7 +358,7 @@ impl Accounts {
     /// an account stores, here or in the cluster's Redis.
     pub(crate) async fn hash_password(&self, password: &str) -> io::Result<String> {
         let password = password.to_owned();
-        self.hashing(move || hash(&password))
+        self.hashing(move |memory| hash(&password, memory))
             .await
             .and_then(|hashed| hashed)
     }
@@ -361,9 +436,52 @@ mod tests {
         path
     }
 
+    fn hash(password: &str) -> String {
+        super::hash(password, &mut Memory::default()).unwrap()
+    }
+
+    fn verify(password: &str, stored: &str) -> bool {
+        super::verify(password, stored, &mut Memory::default())
+    }
+
+    #[test]
+    fn hashes_agree_with_the_argon2_crates_own_and_memory_is_reused() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let theirs = Argon2::default()
+            .hash_password(b"correct horse", &salt().unwrap())
+            .unwrap()
+            .to_string();
+        let mut memory = Memory::default();
+        assert!(super::verify("correct horse", &theirs, &mut memory));
+        let kept = memory.0.as_ptr();
+        assert!(!super::verify("correct horsE", &theirs, &mut memory));
+        let ours = super::hash("correct horse", &mut memory).unwrap();
+        assert_eq!(memory.0.as_ptr(), kept, "the same memory, hash after hash");
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"correct horse", &parsed)
+            .is_ok());
+        assert!(Argon2::default()
+            .verify_password(b"correct horsE", &parsed)
+            .is_err());
+        // Other parameters in a stored hash are honoured (a cheaper one here).
+        let params = Params::new(8 * 1024, 1, 1, None).unwrap();
+        let cheap = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"pw", &salt().unwrap())
+            .unwrap()
+            .to_string();
+        assert!(super::verify("pw", &cheap, &mut memory));
+        assert!(!super::verify("px", &cheap, &mut memory));
+        assert!(!super::verify(
+            "pw",
+            "$argon2id$v=19$m=8,t=1,p=1$bad",
+            &mut memory
+        ));
+    }
+
     #[test]
     fn the_dummy_costs_what_a_real_check_costs_and_matches_nothing() {
-        let real = hash("correct horse").unwrap();
+        let real = hash("correct horse");
         let (dummy, again) = (dummy_hash().unwrap(), dummy_hash().unwrap());
         let (real, parsed) = (
             PasswordHash::new(&real).unwrap(),
@@ -407,10 +525,7 @@ mod tests {
 
     #[test]
     fn same_password_different_salt() {
-        let (a, b) = (
-            hash("same password").unwrap(),
-            hash("same password").unwrap(),
-        );
+        let (a, b) = (hash("same password"), hash("same password"));
         assert_ne!(a, b, "a random salt per hash");
         assert!(a.starts_with("$argon2id$v=19$"));
         assert!(verify("same password", &a) && verify("same password", &b));
@@ -419,7 +534,7 @@ mod tests {
     #[test]
     fn bad_lines_are_warnings() {
         let dir = temp_dir("bad");
-        let good = hash("password1").unwrap();
+        let good = hash("password1");
         let text = format!("alice {good}\n\nbob\ncarol notahash\nalice {good}\nb@d {good}\n");
         fs::write(dir.join(FILE_NAME), text).unwrap();
         let (accounts, warnings) = Accounts::load(&dir).unwrap();

@@ -58,6 +58,12 @@ where
     }
 }
 
+/// Waits up to `limit` for `future` on the calling thread, which must not be one of the
+/// executor's (a thread of its own, such as a hashing thread); `None` when time ran out.
+pub fn wait_here<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
+    async_std::task::block_on(async_std::future::timeout(limit, future)).ok()
+}
+
 /// Writes what the socket takes right now, without waiting: `WouldBlock` when it takes
 /// nothing. (The socket is non-blocking; the runtime's write tries the system call first and
 /// only registers interest when it would block, which a no-op waker makes harmless.)
