@@ -50,6 +50,11 @@ const FLUSH_PER_TURN: usize = 32;
 const FLUSH_PER_TURN_BUSY: usize = 256;
 /// The part of the budget (1/N) past which the flusher takes its longer turns.
 const BUSY_SHARE: usize = 8;
+/// Bytes the flusher hands the kernel before it lets other tasks run, however few outboxes
+/// that took: while the kernel takes all it is given (its socket buffers absorbing a flood
+/// of long broadcasts), one outbox's write can be a quarter of a megabyte, and a turn of
+/// 256 of them would keep a newcomer waiting for tens of milliseconds.
+const FLUSH_BYTES_PER_TURN: usize = 1 << 20;
 /// What an empty buffer starts with: room for a few lines, so that a pass's worth of messages
 /// needs only a few doublings (each one a copy) to gather.
 const FIRST_CAPACITY: usize = 1024;
@@ -574,11 +579,12 @@ impl Outbox {
         }
     }
 
-    /// Writes as much as the socket takes now; hands the rest to a writer task.
-    fn flush(self: &Arc<Self>) {
+    /// Writes as much as the socket takes now; hands the rest to a writer task. Returns the
+    /// bytes written.
+    fn flush(self: &Arc<Self>) -> usize {
         let mut st = self.lock();
         st.dirty = false;
-        self.write_unless_busy(st);
+        self.write_unless_busy(st)
     }
 
     /// Writes what is queued now instead of at the flusher's pass, which under a flood of
@@ -590,16 +596,18 @@ impl Outbox {
     }
 
     /// [`Outbox::write_now`], unless a writer task owns the socket or the connection is closed.
-    fn write_unless_busy(self: &Arc<Self>, st: MutexGuard<'_, State>) {
+    fn write_unless_busy(self: &Arc<Self>, st: MutexGuard<'_, State>) -> usize {
         if st.writing || st.phase == Phase::Closed {
-            return;
+            return 0;
         }
-        self.write_now(st);
+        self.write_now(st)
     }
 
     /// The direct write: everything unsent, without waiting. What the socket does not take
-    /// goes to a writer task; a drained buffer closes a finishing connection.
-    fn write_now(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
+    /// goes to a writer task; a drained buffer closes a finishing connection. Returns the
+    /// bytes written.
+    fn write_now(self: &Arc<Self>, mut st: MutexGuard<'_, State>) -> usize {
+        let mut total = 0;
         while st.unsent() > 0 {
             let written = if st.spill.is_none() {
                 self.stream.try_write(&st.buf[st.sent..])
@@ -609,13 +617,16 @@ impl Outbox {
                 self.stream.try_write_vectored(&iov[..n])
             };
             match written {
-                Ok(n) => st.advance(n),
+                Ok(n) => {
+                    st.advance(n);
+                    total += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     st.writing = true;
                     self.recharge(&mut st);
                     drop(st);
                     rt::spawn(self.clone().write_slowly());
-                    return;
+                    return total;
                 }
                 Err(e) => {
                     debug!("{} write failed: {e}", self.label);
@@ -623,13 +634,14 @@ impl Outbox {
                     st.clear();
                     self.recharge(&mut st);
                     self.shut(&mut st);
-                    return;
+                    return total;
                 }
             }
         }
         drained(&mut st);
         self.recharge(&mut st);
         self.close_if_drained(&mut st);
+        total
     }
 
     /// The slow path: waits for the socket to take the backlog, then gives it back to the
@@ -746,7 +758,8 @@ impl Flusher {
     }
 
     /// Writes dirty outboxes whenever there are some, until the flusher is closed. A pass
-    /// over many outboxes gives way every [`Flusher::turn`] of them, so a fan-out to
+    /// over many outboxes gives way every [`Flusher::turn`] of them (or every
+    /// [`FLUSH_BYTES_PER_TURN`] written, if that comes first), so a fan-out to
     /// thousands (each write a system call) never keeps a new client waiting for long, and
     /// lets a connection waiting to be accepted go first at once.
     pub async fn run(self: Arc<Self>) {
@@ -757,16 +770,16 @@ impl Flusher {
                 if batch.is_empty() {
                     break;
                 }
-                let mut written = 0;
+                let (mut written, mut bytes) = (0, 0);
                 for outbox in batch.drain(..) {
                     if self.lane.waiting() {
                         // A new connection got in line behind this pass: it goes first.
                         rt::yield_now().await;
                     }
-                    outbox.flush();
+                    bytes += outbox.flush();
                     written += 1;
-                    if written >= self.turn() {
-                        written = 0;
+                    if written >= self.turn() || bytes >= FLUSH_BYTES_PER_TURN {
+                        (written, bytes) = (0, 0);
                         rt::yield_now().await;
                     }
                 }
@@ -899,6 +912,23 @@ mod tests {
             assert_eq!(Arc::strong_count(&long), 1, "written pieces are let go");
             assert_eq!(flusher.budget.used(), 0);
             drop(peers);
+        });
+    }
+
+    #[test]
+    fn a_flush_counts_the_bytes_it_handed_the_kernel() {
+        async_std::task::block_on(async {
+            let (server, _client) = pair().await;
+            let flusher = Flusher::new(1 << 30);
+            let outbox = Outbox::new(server, settings(1 << 20), flusher.clone());
+            assert_eq!(outbox.flush(), 0, "nothing queued");
+            let long: Arc<[u8]> = Arc::from(vec![b'x'; 3000]);
+            outbox.push(b"short\n").unwrap();
+            outbox.push_shared(&long).unwrap();
+            outbox.push_shared(&long).unwrap();
+            // What the flusher's turn counts toward FLUSH_BYTES_PER_TURN.
+            assert_eq!(outbox.flush(), 6 + 2 * 3000);
+            assert_eq!(outbox.queued(), 0);
         });
     }
 
