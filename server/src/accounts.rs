@@ -6,7 +6,8 @@
 //! the Argon2id hash in the PHC string format (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`),
 //! which holds its own random salt and parameters. No password is ever stored or logged.
 //! Loading is forgiving, like `registry.txt`: a blank, malformed or duplicate line is skipped
-//! with one warning.
+//! with one warning. A stored hash is checked with its own parameters, up to a bound on its
+//! memory ([`MAX_MEMORY_KIB`]): a line asking for more matches no password.
 //!
 //! # Durability
 //!
@@ -57,6 +58,11 @@ pub fn hashes_at_once() -> usize {
 /// One hash to compute, on a hashing thread, in that thread's Argon2 memory.
 type Job = Box<dyn FnOnce(&mut Memory) + Send>;
 
+/// Most memory (KiB) a stored hash may ask a check to use: a hash whose parameters ask for
+/// more (a damaged or planted line in `accounts.txt` or the cluster's Redis) matches nothing,
+/// rather than making a hashing thread allocate, and keep, whatever it says. Eight times
+/// the default (19 MiB).
+const MAX_MEMORY_KIB: u32 = 8 * Params::DEFAULT_M_COST;
 /// How long a hashing thread keeps its Argon2 memory once it has nothing to hash.
 const KEEP_MEMORY: Duration = Duration::from_secs(10);
 
@@ -236,6 +242,9 @@ fn verify(password: &str, stored: &str, memory: &mut Memory) -> bool {
     ) else {
         return false;
     };
+    if params.m_cost() > MAX_MEMORY_KIB {
+        return false;
+    }
     let version = match parsed.version.map(Version::try_from) {
         None => Version::default(),
         Some(Ok(version)) => version,
@@ -477,6 +486,12 @@ mod tests {
             "$argon2id$v=19$m=8,t=1,p=1$bad",
             &mut memory
         ));
+        // A stored hash that asks for more memory than the bound matches nothing, and
+        // nothing that large is allocated.
+        let huge = cheap.replace("m=8192", &format!("m={}", MAX_MEMORY_KIB + 1));
+        assert_ne!(huge, cheap);
+        assert!(!super::verify("pw", &huge, &mut memory));
+        assert!(memory.0.len() <= Params::DEFAULT_M_COST as usize);
     }
 
     #[test]

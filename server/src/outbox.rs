@@ -210,7 +210,7 @@ impl State {
     /// Queues `bytes` by reference; what the tail buffer holds goes ahead of it.
     fn share(&mut self, bytes: &Arc<[u8]>) {
         if self.unsent() == 0 {
-            drained(self);
+            self.clear();
         }
         let spill = self.spill.get_or_insert_with(Box::default);
         if !self.buf.is_empty() {
@@ -263,7 +263,10 @@ impl State {
         n
     }
 
-    /// Forgets everything queued.
+    /// Forgets everything queued (written, or given up) and gives the memory back: most
+    /// connections are idle most of the time, and an allocation per write is cheap next to
+    /// the write it follows. (Kept, a buffer would hold a join burst's or a pass's worth of
+    /// memory in every idle outbox.)
     fn clear(&mut self) {
         self.buf = Vec::new();
         self.sent = 0;
@@ -638,7 +641,7 @@ impl Outbox {
                 }
             }
         }
-        drained(&mut st);
+        st.clear();
         self.recharge(&mut st);
         self.close_if_drained(&mut st);
         total
@@ -658,7 +661,7 @@ impl Outbox {
                 }
                 if st.unsent() == 0 {
                     st.writing = false;
-                    drained(&mut st);
+                    st.clear();
                     self.recharge(&mut st);
                     return self.close_if_drained(&mut st);
                 }
@@ -705,13 +708,6 @@ impl Outbox {
             }
         }
     }
-}
-
-/// Resets a fully written buffer and gives its memory back: most connections are idle most
-/// of the time, and an allocation per write is cheap next to the write it follows. (Kept, a
-/// buffer would hold a join burst's or a pass's worth of memory in every idle outbox.)
-fn drained(st: &mut State) {
-    st.clear();
 }
 
 /// The list of outboxes with unsent bytes, and the task that writes them.
@@ -827,38 +823,45 @@ mod tests {
         (server, client)
     }
 
+    /// Queues what `fill` pushes (it returns the bytes it pushed) far past what the socket
+    /// buffers hold, so the writer task must take over, then finishes: the peer must read
+    /// exactly those bytes, in order, and then the end.
+    async fn arrives_in_order<F, Fut>(fill: F)
+    where
+        F: FnOnce(Arc<Outbox>) -> Fut,
+        Fut: std::future::Future<Output = Vec<u8>>,
+    {
+        let (server, mut client) = pair().await;
+        let flusher = Flusher::new(1 << 30);
+        rt::spawn(flusher.clone().run());
+        let outbox = Outbox::new(server, settings(64 << 20), flusher.clone());
+        let want = fill(outbox.clone()).await;
+        outbox.finish();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "bytes arrived out of order");
+        flusher.close();
+    }
+
     #[test]
     fn order_kept_through_the_slow_path_and_closed_after_drain() {
-        async_std::task::block_on(async {
-            let (server, mut client) = pair().await;
-            let flusher = Flusher::new(1 << 30);
-            rt::spawn(flusher.clone().run());
-            let outbox = Outbox::new(server, settings(64 << 20), flusher.clone());
-            // Far more than the socket buffers hold, so the writer task must take over.
+        async_std::task::block_on(arrives_in_order(|outbox| async move {
             let mut want = Vec::new();
             for i in 0..200_000u32 {
                 let line = format!("message {i}\n");
                 want.extend_from_slice(line.as_bytes());
                 outbox.push(line.as_bytes()).unwrap();
             }
-            outbox.finish();
-            let mut got = Vec::new();
-            client.read_to_end(&mut got).await.unwrap();
-            assert_eq!(got.len(), want.len());
-            assert!(got == want, "bytes arrived out of order");
-            flusher.close();
-        });
+            want
+        }));
     }
 
     #[test]
     fn shared_and_copied_messages_keep_their_order_through_the_slow_path() {
-        async_std::task::block_on(async {
-            let (server, mut client) = pair().await;
-            let flusher = Flusher::new(1 << 30);
-            rt::spawn(flusher.clone().run());
-            let outbox = Outbox::new(server, settings(64 << 20), flusher.clone());
-            // Far more than the socket buffers hold, so writes are cut short and the writer
-            // task takes over the spilled pieces too.
+        // The flusher runs between pushes now and then, so writes are cut short and the
+        // writer task takes over the spilled pieces too.
+        async_std::task::block_on(arrives_in_order(|outbox| async move {
             let mut want = Vec::new();
             for i in 0..3_000u32 {
                 let line = format!("short {i}\n");
@@ -872,13 +875,8 @@ mod tests {
                     rt::yield_now().await;
                 }
             }
-            outbox.finish();
-            let mut got = Vec::new();
-            client.read_to_end(&mut got).await.unwrap();
-            assert_eq!(got.len(), want.len());
-            assert!(got == want, "bytes arrived out of order");
-            flusher.close();
-        });
+            want
+        }));
     }
 
     #[test]
