@@ -12,6 +12,11 @@
 //! clients pin it by the SHA-256 fingerprint the server logs at start.
 //!
 //! rustls runs with the `ring` provider: no OpenSSL, and it cross-builds for Windows.
+//!
+//! A handshake's arithmetic (the key exchange and the certificate's signature, most of its
+//! cost) runs on a thread of its own, [`Handshakes`], below the executor's CPU priority:
+//! the executor only moves the handshake's bytes, so a storm of new TLS connections does
+//! not hold up the chat of the connections already open.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -20,12 +25,13 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_std::io::{ReadExt, WriteExt};
 use futures::future::{select, Either};
 use log::{info, warn};
 use rustls::crypto::hash::HashAlgorithm;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ServerConfig, SupportedCipherSuite};
+use rustls::{ServerConfig, ServerConnection, SupportedCipherSuite};
 
 use crate::hub::Hub;
 use crate::registry::sync_dir;
@@ -53,6 +59,133 @@ pub struct TlsSettings {
     pub only: bool,
     /// The certificate's SHA-256 fingerprint, as [`fingerprint`] writes it.
     pub fingerprint: String,
+    /// The thread that does handshakes' arithmetic.
+    pub handshakes: Handshakes,
+}
+
+/// A handshake step to run on the [`Handshakes`] thread.
+type Step = Box<dyn FnOnce() + Send>;
+
+/// The thread that does TLS handshakes' arithmetic: rustls's processing of each handshake
+/// flight, where the key exchange and the signature happen (about 150 µs a handshake). It
+/// runs at a lower CPU priority than the executor (above the hashing threads), so when the
+/// two want the same core chat goes first. Ends when the last handle is dropped.
+#[derive(Debug, Clone)]
+pub struct Handshakes(async_channel::Sender<Step>);
+
+impl Handshakes {
+    /// Starts the thread.
+    pub fn start() -> io::Result<Handshakes> {
+        // A short queue: a connection whose step finds it full waits its turn (within its
+        // handshake deadline) rather than piling work up.
+        let (steps, queue) = async_channel::bounded::<Step>(64);
+        std::thread::Builder::new()
+            .name("tls-handshakes".into())
+            .spawn(move || {
+                below_executor();
+                while let Ok(step) = queue.recv_blocking() {
+                    step();
+                }
+            })?;
+        Ok(Handshakes(steps))
+    }
+
+    /// Runs `work` on the thread and waits for its result.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> io::Result<T> {
+        let (done, result) = futures::channel::oneshot::channel();
+        let step: Step = Box::new(move || {
+            let _ = done.send(work());
+        });
+        let gone = || io::Error::other("the TLS handshake thread is gone");
+        self.0.send(step).await.map_err(|_| gone())?;
+        result.await.map_err(|_| gone())
+    }
+}
+
+/// Lowers the calling thread's CPU priority below normal threads' (a nice value of about
+/// 10 on Unix, below-normal on Windows); a refusal is logged, not fatal.
+fn below_executor() {
+    let lower = thread_priority::ThreadPriorityValue::try_from(25u8)
+        .map_err(|e| format!("{e:?}"))
+        .and_then(|value| {
+            thread_priority::set_current_thread_priority(
+                thread_priority::ThreadPriority::Crossplatform(value),
+            )
+            .map_err(|e| format!("{e:?}"))
+        });
+    if let Err(e) = lower {
+        warn!("TLS handshake thread keeps its CPU priority: {e}");
+    }
+}
+
+/// Runs the server side of a TLS handshake on `stream`: the executor reads and writes its
+/// records, the [`Handshakes`] thread processes them. Returns the connection once it
+/// carries application data (which may already hold some of the client's).
+async fn handshake(
+    stream: TcpStream,
+    config: Arc<ServerConfig>,
+    thread: &Handshakes,
+) -> io::Result<ServerConnection> {
+    let mut conn = ServerConnection::new(config).map_err(io::Error::other)?;
+    let mut buf = vec![0u8; 4096];
+    let mut out = Vec::new();
+    let mut first = true;
+    loop {
+        // What rustls has to say (its flight, or an alert) goes out first.
+        while conn.wants_write() {
+            out.clear();
+            conn.write_tls(&mut out)?;
+            (&stream).write_all(&out).await?;
+        }
+        if !conn.is_handshaking() {
+            return Ok(conn);
+        }
+        let n = (&stream).read(&mut buf).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut fed = &buf[..n];
+        while !fed.is_empty() {
+            if conn.read_tls(&mut fed)? == 0 {
+                break;
+            }
+        }
+        // The client's first flight (its hello) is where the key exchange and the signature
+        // happen: that one goes to the thread. What follows (its Finished: a hash check and
+        // key derivation, tens of microseconds) costs less than the trip there and back.
+        let processed = if first {
+            first = false;
+            let (back, processed) = thread
+                .run(move || {
+                    let processed = conn.process_new_packets().map(|_| ());
+                    (conn, processed)
+                })
+                .await?;
+            conn = back;
+            processed
+        } else {
+            conn.process_new_packets().map(|_| ())
+        };
+        if let Err(e) = processed {
+            // Its alert, if the socket takes it now.
+            out.clear();
+            if conn.write_tls(&mut out).is_ok() {
+                let _ = rt::timeout(Duration::from_secs(1), (&stream).write_all(&out)).await;
+            }
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+        if !fed.is_empty() {
+            // rustls took less than a read's worth: the rest stays unread; a client does
+            // not send that much before the server's answer.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "too much data in a TLS handshake",
+            ));
+        }
+    }
 }
 
 /// Where the certificate comes from.
@@ -175,6 +308,7 @@ pub fn settings(source: &CertSource, only: bool) -> io::Result<TlsSettings> {
         config: Arc::new(config),
         only,
         fingerprint,
+        handshakes: Handshakes::start()?,
     })
 }
 
@@ -220,18 +354,19 @@ pub async fn open(
         }
         return Some(Transport::Plain(stream));
     }
-    let acceptor = futures_rustls::TlsAcceptor::from(tls.config.clone());
     let deadline = hub.config.idle_timeout.min(HANDSHAKE_TIME);
-    let handshake = rt::timeout(deadline, acceptor.accept(stream.clone()));
+    let handshake = rt::timeout(
+        deadline,
+        handshake(stream.clone(), tls.config.clone(), &tls.handshakes),
+    );
     match select(pin!(handshake), pin!(hub.shutdown.wait())).await {
-        Either::Left((Ok(done), _)) => {
-            let (tcp, conn) = done.into_inner();
+        Either::Left((Ok(conn), _)) => {
             info!(
                 "{label} TLS {:?} {:?}",
                 conn.protocol_version(),
                 conn.negotiated_cipher_suite().map(|s| s.suite())
             );
-            Some(Transport::Tls(TlsStream::new(tcp, conn)))
+            Some(Transport::Tls(TlsStream::new(stream, conn)))
         }
         Either::Left((Err(e), _)) => {
             info!("{label} TLS handshake failed: {e}");
@@ -364,6 +499,74 @@ mod tests {
             server.negotiated_cipher_suite().map(|s| s.suite()),
             Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
         );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A client config trusting the certificate `settings` made in `dir`.
+    fn client_trusting(dir: &Path) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(dir.join(CERT_FILE)).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+
+    #[test]
+    fn handshake_steps_run_on_their_own_thread() {
+        let thread = Handshakes::start().unwrap();
+        let name = async_std::task::block_on(
+            thread.run(|| std::thread::current().name().map(str::to_owned)),
+        )
+        .unwrap();
+        assert_eq!(name.as_deref(), Some("tls-handshakes"));
+    }
+
+    #[test]
+    fn a_handshake_over_a_socket_keeps_what_the_client_sent_with_its_finished() {
+        let dir = temp_dir("loopback");
+        let tls = settings(&CertSource::SelfSigned(dir.clone()), false).unwrap();
+        let client_config = client_trusting(&dir);
+        async_std::task::block_on(async {
+            let listener = async_std::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .unwrap();
+            let addr = listener.local_addr().unwrap();
+            // A blocking rustls client: its Finished and its first line leave in one write.
+            let client = std::thread::spawn(move || {
+                let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+                tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let mut conn = rustls::ClientConnection::new(client_config, name).unwrap();
+                conn.writer().write_all(b"early line\n").unwrap();
+                let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+                tls.flush().unwrap();
+                let mut answer = [0u8; 5];
+                std::io::Read::read_exact(&mut tls, &mut answer).unwrap();
+                answer
+            });
+            let (stream, _) = listener.accept().await.unwrap();
+            let conn = rt::timeout(
+                Duration::from_secs(10),
+                handshake(stream.clone(), tls.config.clone(), &tls.handshakes),
+            )
+            .await
+            .unwrap();
+            assert!(!conn.is_handshaking());
+            let mut transport = Transport::Tls(TlsStream::new(stream, conn));
+            let mut line = vec![0u8; 11];
+            rt::timeout(Duration::from_secs(10), transport.read_exact(&mut line))
+                .await
+                .unwrap();
+            assert_eq!(line, b"early line\n");
+            transport.write_all(b"HELLO").await.unwrap();
+            assert_eq!(&client.join().unwrap(), b"HELLO");
+        });
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -9,10 +9,16 @@
 //!   kept one the server would not hash again). Reports AUTHs per second and the probe's
 //!   p50/p99 latency over all quiet and all storm phases: alternating them, rather than one
 //!   of each, keeps a shared machine's slow drifts (a neighbour's load) out of the ratio.
-//!   The server needs TLS (and `--tls` here) or `--no-tls`, and `--flood-rate 0`.
+//!   Beside it a control chain, with no server in it, passes a timestamp at the same pace
+//!   through [`CONTROL_HOPS`] hand-offs between threads of this generator over loopback
+//!   TCP: its latencies are this machine's own wake-up floor under the probe's, in each
+//!   phase. The server needs TLS (and `--tls` here) or `--no-tls`, and `--flood-rate 0`.
 
 use std::cell::Cell;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -140,6 +146,61 @@ fn probe(mut rx: Conn, tx: Conn, rx_name: String, stage: Stage, wait: Duration) 
 /// What the probe thread measured: quiet and storm latencies (ns), and whether it sent all.
 type ProbeResult = (Vec<u64>, Vec<u64>, bool);
 
+/// Thread hand-offs a control timestamp makes: as many wake-ups as a probe message can take
+/// here (the server's reactor and task, the generator's reactor and probe thread).
+const CONTROL_HOPS: usize = 4;
+
+/// Starts the control chain: a sender thread writes its clock to the first of
+/// [`CONTROL_HOPS`] threads joined by loopback TCP every [`PROBE_EVERY`] until the stage is
+/// 3; each relays it to the next and the last times its arrival. The last thread returns
+/// the quiet and storm latencies (ns).
+fn control(stage: Stage) -> io::Result<JoinHandle<(Vec<u64>, Vec<u64>)>> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))?;
+    let pair = || -> io::Result<(TcpStream, TcpStream)> {
+        let out = TcpStream::connect(listener.local_addr()?)?;
+        let (into, _) = listener.accept()?;
+        for s in [&out, &into] {
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(Duration::from_secs(1)))?;
+        }
+        Ok((out, into))
+    };
+    let epoch = Instant::now();
+    let (mut first, mut from) = pair()?;
+    for _ in 1..CONTROL_HOPS {
+        let (mut to, next) = pair()?;
+        let mut from = std::mem::replace(&mut from, next);
+        std::thread::spawn(move || {
+            let mut t = [0u8; 8];
+            // Ends when the sender hangs up (or after a second with nothing).
+            while from.read_exact(&mut t).is_ok() && to.write_all(&t).is_ok() {}
+        });
+    }
+    let sending = stage.clone();
+    std::thread::spawn(move || {
+        while sending.load(Ordering::Relaxed) != 3 {
+            let t = epoch.elapsed().as_nanos() as u64;
+            if first.write_all(&t.to_le_bytes()).is_err() {
+                break;
+            }
+            std::thread::sleep(PROBE_EVERY);
+        }
+    });
+    Ok(std::thread::spawn(move || {
+        let (mut quiet, mut storm) = (Vec::new(), Vec::new());
+        let mut t = [0u8; 8];
+        while from.read_exact(&mut t).is_ok() {
+            let took = (epoch.elapsed().as_nanos() as u64).saturating_sub(u64::from_le_bytes(t));
+            match stage.load(Ordering::Relaxed) {
+                1 => quiet.push(took),
+                2 => storm.push(took),
+                _ => {}
+            }
+        }
+        (quiet, storm)
+    }))
+}
+
 /// `auth`: AUTH throughput, and chat latency for others during an AUTH storm.
 pub async fn auth(a: &Args) -> bool {
     let tokens = Tokens::new(a.connect_concurrency, a);
@@ -180,6 +241,14 @@ pub async fn auth(a: &Args) -> bool {
     let prober = {
         let stage = stage.clone();
         std::thread::spawn(move || probe(rx, tx, rx_name, stage, wait))
+    };
+    let control = match control(stage.clone()) {
+        Ok(control) => control,
+        Err(e) => {
+            eprintln!("control chain: {e}");
+            stage.store(3, Ordering::Relaxed);
+            return false;
+        }
     };
     let phase = secs(a.duration);
     let (auths, refused) = (Cell::new(0u64), Cell::new(0u64));
@@ -230,14 +299,24 @@ pub async fn auth(a: &Args) -> bool {
             return false;
         }
     };
-    let (quiet, loud) = (latency(&mut quiet_ns), latency(&mut storm_ns));
+    let (mut control_quiet, mut control_storm) = match control.join() {
+        Ok(measured) => measured,
+        Err(_) => {
+            eprintln!("control chain: its thread panicked");
+            return false;
+        }
+    };
     let p99 = |v: &mut Vec<u64>| {
         v.sort_unstable();
         v.get((v.len() * 99 / 100).min(v.len().saturating_sub(1)))
             .copied()
             .unwrap_or(0)
     };
-    let ratio = p99(&mut storm_ns) as f64 / p99(&mut quiet_ns).max(1) as f64;
+    let ratio = |storm: &mut Vec<u64>, quiet: &mut Vec<u64>| {
+        J::Num(p99(storm) as f64 / p99(quiet).max(1) as f64)
+    };
+    let probe_ratio = ratio(&mut storm_ns, &mut quiet_ns);
+    let control_ratio = ratio(&mut control_storm, &mut control_quiet);
     let cpu = match storm_cpu.get() {
         Some(cpu) => J::Num(cpu),
         None => J::Str("not measured".into()),
@@ -263,9 +342,12 @@ pub async fn auth(a: &Args) -> bool {
                 J::Num(auths.get() as f64 / storm_s.max(1e-9)),
             ),
             ("storm_server_cpu_s", cpu),
-            ("probe_quiet_latency_us", quiet),
-            ("probe_storm_latency_us", loud),
-            ("p99_storm_over_quiet", J::Num(ratio)),
+            ("probe_quiet_latency_us", latency(&mut quiet_ns)),
+            ("probe_storm_latency_us", latency(&mut storm_ns)),
+            ("p99_storm_over_quiet", probe_ratio),
+            ("control_quiet_latency_us", latency(&mut control_quiet)),
+            ("control_storm_latency_us", latency(&mut control_storm)),
+            ("control_p99_storm_over_quiet", control_ratio),
         ],
     );
     ok && refused.get() == 0
