@@ -132,7 +132,7 @@ async fn handshake(
     let mut conn = ServerConnection::new(config).map_err(io::Error::other)?;
     let mut buf = vec![0u8; 4096];
     let mut out = Vec::new();
-    let mut first = true;
+    let mut answered = false;
     loop {
         // What rustls has to say (its flight, or an alert) goes out first.
         while conn.wants_write() {
@@ -153,11 +153,12 @@ async fn handshake(
                 break;
             }
         }
-        // The client's first flight (its hello) is where the key exchange and the signature
-        // happen: that one goes to the thread. What follows (its Finished: a hash check and
-        // key derivation, tens of microseconds) costs less than the trip there and back.
-        let processed = if first {
-            first = false;
+        // Until the server has answered, the client's hello is what arrives, and answering it
+        // is where the key exchange and the signature happen: that goes to the thread (a
+        // hello split over several reads goes there each time). What follows (the client's
+        // Finished: a hash check and key derivation, tens of microseconds) costs less than
+        // the trip there and back.
+        let processed = if !answered {
             let (back, processed) = thread
                 .run(move || {
                     let processed = conn.process_new_packets().map(|_| ());
@@ -165,6 +166,7 @@ async fn handshake(
                 })
                 .await?;
             conn = back;
+            answered = conn.wants_write();
             processed
         } else {
             conn.process_new_packets().map(|_| ())
