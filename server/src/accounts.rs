@@ -41,6 +41,7 @@ use protocol::Name;
 use crate::registry::sync_dir;
 use crate::rt;
 use crate::sync;
+use crate::worker::{self, Priority};
 
 /// Name of the accounts file inside the data directory.
 const FILE_NAME: &str = "accounts.txt";
@@ -56,7 +57,7 @@ pub fn hashes_at_once() -> usize {
 }
 
 /// One hash to compute, on a hashing thread, in that thread's Argon2 memory.
-type Job = Box<dyn FnOnce(&mut Memory) + Send>;
+type Job = worker::Job<Memory>;
 
 /// Most memory (KiB) a stored hash may ask a check to use: a hash whose parameters ask for
 /// more (a damaged or planted line in `accounts.txt` or the cluster's Redis) matches nothing,
@@ -94,7 +95,7 @@ fn start_hashers(n: usize) -> io::Result<async_channel::Sender<Job>> {
         std::thread::Builder::new()
             .name(format!("hasher-{i}"))
             .spawn(move || {
-                lowest_priority();
+                worker::lower_priority(Priority::Idle);
                 let mut memory = Memory::default();
                 loop {
                     // While hashes keep coming, the memory stays; after a quiet spell it
@@ -114,28 +115,6 @@ fn start_hashers(n: usize) -> io::Result<async_channel::Sender<Job>> {
             })?;
     }
     Ok(jobs)
-}
-
-/// Puts the calling thread at the lowest CPU priority; a refusal is logged, not fatal.
-fn lowest_priority() {
-    #[cfg(target_os = "linux")]
-    let set = {
-        use thread_priority::unix::{
-            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
-            ThreadSchedulePolicy,
-        };
-        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-        set_thread_priority_and_policy(
-            thread_native_id(),
-            thread_priority::ThreadPriority::Min,
-            idle,
-        )
-    };
-    #[cfg(not(target_os = "linux"))]
-    let set = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
-    if let Err(e) = set {
-        log::warn!("hashing thread keeps its CPU priority: {e:?}");
-    }
 }
 
 /// Why an account could not be created.
@@ -333,13 +312,7 @@ impl Accounts {
         &self,
         work: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> io::Result<T> {
-        let (done, result) = futures::channel::oneshot::channel();
-        let job: Job = Box::new(move |memory: &mut Memory| {
-            let _ = done.send(work(memory));
-        });
-        let gone = || io::Error::other("the hashing threads are gone");
-        self.hashers.send(job).await.map_err(|_| gone())?;
-        result.await.map_err(|_| gone())
+        worker::run_on(&self.hashers, "the hashing threads are gone", work).await
     }
 
     /// Whether `password` is `name`'s. An unknown account costs the same hash as a known one.

@@ -18,7 +18,8 @@
 //! * [`pacer`]: read coalescing for connections that stream; [`lane`]: heavy work gives way
 //!   to a new connection waiting to be accepted.
 //! * [`cluster`]: several servers as one service, on Redis (`--cluster`).
-//! * [`flood`], [`shutdown`], [`config`], and [`rt`] (the only runtime-specific calls).
+//! * [`flood`], [`shutdown`], [`config`], [`worker`] (threads beside the executor), and [`rt`]
+//!   (the only runtime-specific calls).
 //!
 //! The wire format (frames, commands, replies) lives in the `protocol` crate.
 
@@ -50,6 +51,7 @@ mod sync;
 pub(crate) mod throttle;
 pub mod tls;
 pub(crate) mod transport;
+pub(crate) mod worker;
 
 pub use config::Config;
 pub use server::{run, run_doors};

@@ -37,6 +37,7 @@ use crate::hub::Hub;
 use crate::registry::sync_dir;
 use crate::rt::{self, TcpStream};
 use crate::transport::{TlsStream, Transport};
+use crate::worker::{self, Priority};
 
 /// The first byte of a TLS record carrying a handshake message (the ClientHello).
 pub const HANDSHAKE_BYTE: u8 = 0x16;
@@ -63,28 +64,25 @@ pub struct TlsSettings {
     pub handshakes: Handshakes,
 }
 
-/// A handshake step to run on the [`Handshakes`] thread.
-type Step = Box<dyn FnOnce() + Send>;
-
 /// The thread that does TLS handshakes' arithmetic: rustls's processing of each handshake
 /// flight, where the key exchange and the signature happen (about 150 µs a handshake). It
 /// runs at a lower CPU priority than the executor (above the hashing threads), so when the
 /// two want the same core chat goes first. Ends when the last handle is dropped.
 #[derive(Debug, Clone)]
-pub struct Handshakes(async_channel::Sender<Step>);
+pub struct Handshakes(async_channel::Sender<worker::Job<()>>);
 
 impl Handshakes {
     /// Starts the thread.
     pub fn start() -> io::Result<Handshakes> {
         // A short queue: a connection whose step finds it full waits its turn (within its
         // handshake deadline) rather than piling work up.
-        let (steps, queue) = async_channel::bounded::<Step>(64);
+        let (steps, queue) = async_channel::bounded::<worker::Job<()>>(64);
         std::thread::Builder::new()
             .name("tls-handshakes".into())
             .spawn(move || {
-                below_executor();
+                worker::lower_priority(Priority::Low);
                 while let Ok(step) = queue.recv_blocking() {
-                    step();
+                    step(&mut ());
                 }
             })?;
         Ok(Handshakes(steps))
@@ -95,29 +93,12 @@ impl Handshakes {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> io::Result<T> {
-        let (done, result) = futures::channel::oneshot::channel();
-        let step: Step = Box::new(move || {
-            let _ = done.send(work());
-        });
-        let gone = || io::Error::other("the TLS handshake thread is gone");
-        self.0.send(step).await.map_err(|_| gone())?;
-        result.await.map_err(|_| gone())
-    }
-}
-
-/// Lowers the calling thread's CPU priority below normal threads' (a nice value of about
-/// 10 on Unix, below-normal on Windows); a refusal is logged, not fatal.
-fn below_executor() {
-    let lower = thread_priority::ThreadPriorityValue::try_from(25u8)
-        .map_err(|e| format!("{e:?}"))
-        .and_then(|value| {
-            thread_priority::set_current_thread_priority(
-                thread_priority::ThreadPriority::Crossplatform(value),
-            )
-            .map_err(|e| format!("{e:?}"))
-        });
-    if let Err(e) = lower {
-        warn!("TLS handshake thread keeps its CPU priority: {e}");
+        worker::run_on(
+            &self.0,
+            "the TLS handshake thread is gone",
+            move |_: &mut ()| work(),
+        )
+        .await
     }
 }
 
