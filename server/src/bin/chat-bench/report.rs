@@ -49,6 +49,36 @@ pub fn proc_sample(pid: Option<u32>) -> Option<ProcSample> {
     })
 }
 
+/// The whole machine's CPU time so far from /proc/stat, in ticks: `(stolen, all)`, where
+/// stolen is time this virtual machine's CPUs were ready to run but the host ran something
+/// else. None where there is no /proc/stat.
+pub type MachineTicks = Option<(u64, u64)>;
+
+/// Reads [`MachineTicks`] now.
+pub fn machine_ticks() -> MachineTicks {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice, already in user]
+    let ticks: Vec<u64> = cpu
+        .split_whitespace()
+        .take(8)
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    Some((*ticks.get(7)?, ticks.iter().sum()))
+}
+
+/// Stolen time between readings as a percentage of all CPU time: sums the differences of
+/// consecutive `(before, after)` pairs; None when any reading is missing.
+pub fn stolen_percent(spans: &[(MachineTicks, MachineTicks)]) -> Option<f64> {
+    let (mut stolen, mut all) = (0, 0);
+    for span in spans {
+        let ((s0, a0), (s1, a1)) = (span.0?, span.1?);
+        stolen += s1.saturating_sub(s0);
+        all += a1.saturating_sub(a0);
+    }
+    (all > 0).then(|| stolen as f64 * 100.0 / all as f64)
+}
+
 /// One reading of every process in `pids`, summed (CPU, memory, threads); None when any of
 /// them is gone, or when `pids` is empty.
 pub fn proc_total(pids: &[u32]) -> Option<ProcSample> {
@@ -266,5 +296,26 @@ impl Errors {
         } else {
             text.join("; ")
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stolen_time_sums_every_span_and_needs_every_reading() {
+        let spans = [
+            (Some((10, 1_000)), Some((20, 2_000))),
+            (Some((20, 2_000)), Some((50, 3_000))),
+        ];
+        assert_eq!(stolen_percent(&spans), Some(2.0));
+        assert_eq!(stolen_percent(&[(Some((0, 0)), None)]), None);
+        assert_eq!(stolen_percent(&[(Some((5, 7)), Some((5, 7)))]), None);
+        #[cfg(target_os = "linux")]
+        {
+            let (stolen, all) = machine_ticks().expect("/proc/stat on Linux");
+            assert!(stolen <= all && all > 0, "{stolen} of {all}");
+        }
     }
 }

@@ -12,7 +12,9 @@
 //!   Beside it a control chain, with no server in it, passes a timestamp at the same pace
 //!   through [`CONTROL_HOPS`] hand-offs between threads of this generator over loopback
 //!   TCP: its latencies are this machine's own wake-up floor under the probe's, in each
-//!   phase. The server needs TLS (and `--tls` here) or `--no-tls`, and `--flood-rate 0`.
+//!   phase. On a virtual machine the share of CPU time the host took for others (stolen
+//!   time, from /proc/stat) is reported for each kind of phase. The server needs TLS (and
+//!   `--tls` here) or `--no-tls`, and `--flood-rate 0`.
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
@@ -25,7 +27,7 @@ use futures::future::join_all;
 use protocol::frame::{put_message, put_str};
 
 use crate::conn::{handshake, Conn, Tokens};
-use crate::report::{emit, latency, proc_sample, J};
+use crate::report::{emit, latency, machine_ticks, proc_sample, stolen_percent, J};
 use crate::{inc, parse_payload, secs, Args};
 
 /// The password of every benchmark account.
@@ -254,13 +256,18 @@ pub async fn auth(a: &Args) -> bool {
     let (auths, refused) = (Cell::new(0u64), Cell::new(0u64));
     // Server CPU seconds over the storm phases, or `None` when it could not be read.
     let storm_cpu = Cell::new(Some(0.0));
+    // The machine's CPU ticks at each phase's start and end, quiet and storm.
+    let (mut quiet_ticks, mut storm_ticks) = (Vec::new(), Vec::new());
     let storm = async {
         async_std::task::sleep(Duration::from_millis(500)).await;
         let mut storm_s = 0.0;
         for _ in 0..a.rounds.max(1) {
             stage.store(1, Ordering::Relaxed);
+            let quiet_from = machine_ticks();
             async_std::task::sleep(phase).await;
             let before = proc_sample(a.server_pid());
+            let storm_from = machine_ticks();
+            quiet_ticks.push((quiet_from, storm_from));
             stage.store(2, Ordering::Relaxed);
             let started = Instant::now();
             let worker = |w: usize| {
@@ -282,6 +289,7 @@ pub async fn auth(a: &Args) -> bool {
             };
             futures::join!(join_all((0..a.composers.max(1)).map(worker)), stop);
             storm_s += started.elapsed().as_secs_f64();
+            storm_ticks.push((storm_from, machine_ticks()));
             let cpu = match (before, proc_sample(a.server_pid())) {
                 (Some(b), Some(e)) => Some(e.cpu_s - b.cpu_s),
                 _ => None,
@@ -317,6 +325,10 @@ pub async fn auth(a: &Args) -> bool {
     };
     let probe_ratio = ratio(&mut storm_ns, &mut quiet_ns);
     let control_ratio = ratio(&mut control_storm, &mut control_quiet);
+    let stolen = |spans: &[_]| match stolen_percent(spans) {
+        Some(percent) => J::Num(percent),
+        None => J::Str("not measured".into()),
+    };
     let cpu = match storm_cpu.get() {
         Some(cpu) => J::Num(cpu),
         None => J::Str("not measured".into()),
@@ -348,6 +360,8 @@ pub async fn auth(a: &Args) -> bool {
             ("control_quiet_latency_us", latency(&mut control_quiet)),
             ("control_storm_latency_us", latency(&mut control_storm)),
             ("control_p99_storm_over_quiet", control_ratio),
+            ("machine_stolen_quiet_percent", stolen(&quiet_ticks)),
+            ("machine_stolen_storm_percent", stolen(&storm_ticks)),
         ],
     );
     ok && refused.get() == 0
