@@ -68,7 +68,7 @@ pub fn machine_ticks() -> MachineTicks {
 }
 
 /// Stolen time between readings as a percentage of all CPU time: sums the differences of
-/// consecutive `(before, after)` pairs; None when any reading is missing.
+/// consecutive `(before, after)` pairs; None when any reading is missing or no time passed.
 pub fn stolen_percent(spans: &[(MachineTicks, MachineTicks)]) -> Option<f64> {
     let (mut stolen, mut all) = (0, 0);
     for span in spans {
@@ -134,6 +134,11 @@ impl fmt::Display for J {
 }
 
 impl J {
+    /// A number, or "not measured" when it could not be read (no /proc, say).
+    pub fn measured(value: Option<f64>) -> J {
+        value.map_or_else(|| J::Str("not measured".into()), J::Num)
+    }
+
     /// Human lines: an object of plain values on one line, deeper objects indented.
     pub fn lines(kv: &[(&'static str, J)], depth: usize, out: &mut Vec<String>) {
         let plain = |v: &J| match v {

@@ -54,10 +54,11 @@ pub async fn handshakes(a: &Args) -> bool {
     join_all((0..a.composers.max(1)).map(|_| worker())).await;
     let wall = start.elapsed().as_secs_f64();
     let after = proc_sample(a.server_pid());
-    let cpu = match (before, after) {
-        (Some(b), Some(e)) => J::Num((e.cpu_s - b.cpu_s) * 1e6 / done.get().max(1) as f64),
-        _ => J::Str("not measured".into()),
-    };
+    let cpu = J::measured(
+        before
+            .zip(after)
+            .map(|(b, e)| (e.cpu_s - b.cpu_s) * 1e6 / done.get().max(1) as f64),
+    );
     let title = format!(
         "handshakes m={} c={} on {} ({}): {}",
         a.messages,
@@ -325,14 +326,8 @@ pub async fn auth(a: &Args) -> bool {
     };
     let probe_ratio = ratio(&mut storm_ns, &mut quiet_ns);
     let control_ratio = ratio(&mut control_storm, &mut control_quiet);
-    let stolen = |spans: &[_]| match stolen_percent(spans) {
-        Some(percent) => J::Num(percent),
-        None => J::Str("not measured".into()),
-    };
-    let cpu = match storm_cpu.get() {
-        Some(cpu) => J::Num(cpu),
-        None => J::Str("not measured".into()),
-    };
+    let stolen = |spans: &[_]| J::measured(stolen_percent(spans));
+    let cpu = J::measured(storm_cpu.get());
     let title = format!(
         "auth c={} accounts={} {}×({}s quiet, {}s storm) on {} ({})",
         a.composers,
